@@ -1,0 +1,2 @@
+//! pikl: Python's pickle format in Rust.
+pub mod opcodes;
