@@ -1,0 +1,154 @@
+//! Dicts and sets: insertion-ordered entries with a hash index for Python's key equality.
+
+use hashbrown::HashTable;
+
+use super::{Graph, Value};
+
+/// Up to this many entries, lookups scan instead of hashing.
+const LINEAR_MAX: usize = 8;
+
+/// The hash index of a dict or set: (hash, entry position) pairs.
+type Index = Box<HashTable<(u64, u32)>>;
+
+fn build_index(hashes: impl Iterator<Item = u64>) -> Index {
+    let mut t = HashTable::new();
+    for (i, h) in hashes.enumerate() {
+        t.insert_unique(h, (h, i as u32), |e| e.0);
+    }
+    Box::new(t)
+}
+
+/// A Python `dict`: entries in insertion order, keys unique under Python's equality.
+#[derive(Clone, Debug, Default)]
+pub struct Dict {
+    entries: Vec<(Value, Value)>,
+    index: Option<Index>,
+}
+
+impl Dict {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, in insertion order.
+    pub fn entries(&self) -> &[(Value, Value)] {
+        &self.entries
+    }
+
+    /// Iterates over (key, value) pairs in insertion order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Value, Value)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// Position of the entry whose key equals `key` (with hash `h`).
+    pub(crate) fn find(&self, graph: &Graph, key_graph: &Graph, h: u64, key: Value) -> Option<usize> {
+        match &self.index {
+            Some(index) => index
+                .find(h, |&(eh, i)| eh == h && super::eq::keys_equal(graph, self.entries[i as usize].0, key_graph, key))
+                .map(|&(_, i)| i as usize),
+            None => self.entries.iter().position(|&(k, _)| super::eq::keys_equal(graph, k, key_graph, key)),
+        }
+    }
+
+    /// The value under the str key `key`.
+    pub fn get_str(&self, graph: &Graph, key: &str) -> Option<Value> {
+        let h = super::hash::hash_str_bytes(key.as_bytes());
+        let is_key = |k: Value| matches!(graph.object(k), Some(super::Object::Str(s)) if s.as_bytes() == key.as_bytes());
+        let pos = match &self.index {
+            Some(index) => index.find(h, |&(eh, i)| eh == h && is_key(self.entries[i as usize].0)).map(|&(_, i)| i as usize),
+            None => self.entries.iter().position(|&(k, _)| is_key(k)),
+        };
+        pos.map(|i| self.entries[i].1)
+    }
+
+    /// The value stored under `key` (a value of `graph`).
+    pub fn get(&self, graph: &Graph, key: Value) -> Option<Value> {
+        let h = graph.hash(key).ok()?;
+        self.find(graph, graph, h, key).map(|i| self.entries[i].1)
+    }
+
+    pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value, value: Value) {
+        if let Some(i) = self.find(graph, graph, h, key) {
+            self.entries[i].1 = value;
+            return;
+        }
+        let pos = self.entries.len() as u32;
+        self.entries.push((key, value));
+        match &mut self.index {
+            Some(index) => {
+                index.insert_unique(h, (h, pos), |e| e.0);
+            }
+            None if self.entries.len() > LINEAR_MAX => {
+                let hashes = self.entries[..pos as usize].iter().map(|&(k, _)| graph.hash(k).unwrap_or(0));
+                let mut index = build_index(hashes);
+                index.insert_unique(h, (h, pos), |e| e.0);
+                self.index = Some(index);
+            }
+            None => {}
+        }
+    }
+}
+
+/// A Python `set` or `frozenset`: items in insertion order, unique under Python's equality.
+#[derive(Clone, Debug, Default)]
+pub struct Set {
+    items: Vec<Value>,
+    index: Option<Index>,
+}
+
+impl Set {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The items, in insertion order.
+    pub fn items(&self) -> &[Value] {
+        &self.items
+    }
+
+    pub(crate) fn find(&self, graph: &Graph, key_graph: &Graph, h: u64, key: Value) -> Option<usize> {
+        match &self.index {
+            Some(index) => index
+                .find(h, |&(eh, i)| eh == h && super::eq::keys_equal(graph, self.items[i as usize], key_graph, key))
+                .map(|&(_, i)| i as usize),
+            None => self.items.iter().position(|&k| super::eq::keys_equal(graph, k, key_graph, key)),
+        }
+    }
+
+    /// True when the set holds an item equal to `key` (a value of `graph`).
+    pub fn contains(&self, graph: &Graph, key: Value) -> bool {
+        graph.hash(key).is_ok_and(|h| self.find(graph, graph, h, key).is_some())
+    }
+
+    pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value) {
+        if self.find(graph, graph, h, key).is_some() {
+            return;
+        }
+        let pos = self.items.len() as u32;
+        self.items.push(key);
+        match &mut self.index {
+            Some(index) => {
+                index.insert_unique(h, (h, pos), |e| e.0);
+            }
+            None if self.items.len() > LINEAR_MAX => {
+                let hashes = self.items[..pos as usize].iter().map(|&k| graph.hash(k).unwrap_or(0));
+                let mut index = build_index(hashes);
+                index.insert_unique(h, (h, pos), |e| e.0);
+                self.index = Some(index);
+            }
+            None => {}
+        }
+    }
+}

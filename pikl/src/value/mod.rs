@@ -1,0 +1,410 @@
+//! The object model: everything a pickle can describe, as an arena-allocated graph.
+//!
+//! A [`Graph`] owns every object of one or more pickles; a [`Value`] is either a scalar (None,
+//! bool, small int, float) or an [`ObjId`] naming an [`Object`] in the graph. Objects refer to
+//! each other by id, so shared references and cycles are plain data: two references to one
+//! object are the same id, a list containing itself holds its own id, and dropping the graph
+//! drops a flat vector. Nothing here recurses over untrusted depth.
+
+mod collections;
+mod eq;
+mod hash;
+mod printable;
+mod pystr;
+mod repr;
+mod view;
+
+use std::borrow::Cow;
+
+use num_bigint::BigInt;
+
+pub use collections::{Dict, Set};
+pub use pystr::{CodePoints, PyStr};
+pub use repr::ReprOptions;
+pub use view::ValueRef;
+
+pub(crate) use pystr::push_code_point;
+
+/// Index of an [`Object`] in its [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjId(pub(crate) u32);
+
+impl ObjId {
+    /// The index as a `usize`.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A value: a scalar, or a reference to an object of a [`Graph`].
+///
+/// `Copy` and 16 bytes: pushing, memoizing and sharing a value never copies an object.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// Python's `None`.
+    None,
+    /// `True` or `False`.
+    Bool(bool),
+    /// An int that fits in an `i64`; larger ones are [`Object::Int`].
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// Any other object, by identity.
+    Obj(ObjId),
+}
+
+impl Value {
+    /// The object id, for a reference.
+    pub fn obj_id(self) -> Option<ObjId> {
+        match self {
+            Value::Obj(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// How an instance was constructed in the pickle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Construct {
+    /// `REDUCE`: `callable(*args)`.
+    Reduce,
+    /// `NEWOBJ`: `cls.__new__(cls, *args)`.
+    NewObj,
+    /// `NEWOBJ_EX`: `cls.__new__(cls, *args, **kwargs)`.
+    NewObjEx,
+    /// `INST` (protocol 0): `module.name(*args)`.
+    Inst,
+    /// `OBJ` (protocol 1): `cls(*args)`.
+    Obj,
+}
+
+/// An object the pickle built by calling something: its construction, kept as data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    /// The callable or class (usually a [`Object::Global`]).
+    pub callable: Value,
+    /// How it was called.
+    pub construct: Construct,
+    /// The positional arguments (a tuple).
+    pub args: Value,
+    /// Keyword arguments (a dict), for `NEWOBJ_EX`.
+    pub kwargs: Option<Value>,
+    /// What `BUILD` passed to `__setstate__` (or merged into `__dict__`).
+    pub state: Option<Value>,
+    /// Items appended with `APPEND` / `APPENDS`.
+    pub list_items: Vec<Value>,
+    /// Items set with `SETITEM` / `SETITEMS`.
+    pub dict_items: Vec<(Value, Value)>,
+    /// Items added with `ADDITEMS`.
+    pub set_items: Vec<Value>,
+}
+
+impl Instance {
+    /// A fresh instance with no state or items.
+    pub fn new(callable: Value, construct: Construct, args: Value, kwargs: Option<Value>) -> Self {
+        Instance {
+            callable,
+            construct,
+            args,
+            kwargs,
+            state: None,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+            set_items: Vec::new(),
+        }
+    }
+}
+
+/// A module-level name: a class or function the pickle refers to (`GLOBAL`, `STACK_GLOBAL`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Global {
+    /// The module, e.g. `"collections"`.
+    pub module: String,
+    /// The qualified name, e.g. `"OrderedDict"`.
+    pub name: String,
+}
+
+/// A protocol 5 buffer taken out of band (`NEXT_BUFFER`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PickleBuffer {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Set by `READONLY_BUFFER`.
+    pub readonly: bool,
+}
+
+/// An object of a [`Graph`].
+#[derive(Clone, Debug)]
+pub enum Object<'a> {
+    /// An int beyond the range of `i64`.
+    Int(BigInt),
+    /// A complex number.
+    Complex(f64, f64),
+    /// A `str`.
+    Str(PyStr<'a>),
+    /// A `bytes`.
+    Bytes(Cow<'a, [u8]>),
+    /// A `bytearray`.
+    ByteArray(Vec<u8>),
+    /// A `list`.
+    List(Vec<Value>),
+    /// A `tuple`.
+    Tuple(Vec<Value>),
+    /// A `dict`, in insertion order.
+    Dict(Dict),
+    /// A `set`, in insertion order.
+    Set(Set),
+    /// A `frozenset`, in insertion order.
+    FrozenSet(Set),
+    /// A class or function, by name.
+    Global(Global),
+    /// An object built by a call.
+    Instance(Box<Instance>),
+    /// What `PERSID` / `BINPERSID` referred to, when no `persistent_load` hook resolved it.
+    PersistentId(Value),
+    /// An extension code (`EXT1/2/4`) no registry resolved.
+    Extension(u32),
+    /// An out-of-band buffer.
+    Buffer(PickleBuffer),
+}
+
+impl Object<'_> {
+    /// Python's type name for the object (`"list"`, `"dict"`, ...; `"object"` for instances).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Object::Int(_) => "int",
+            Object::Complex(..) => "complex",
+            Object::Str(_) => "str",
+            Object::Bytes(_) => "bytes",
+            Object::ByteArray(_) => "bytearray",
+            Object::List(_) => "list",
+            Object::Tuple(_) => "tuple",
+            Object::Dict(_) => "dict",
+            Object::Set(_) => "set",
+            Object::FrozenSet(_) => "frozenset",
+            Object::Global(_) => "global",
+            Object::Instance(_) => "object",
+            Object::PersistentId(_) => "persistent id",
+            Object::Extension(_) => "extension",
+            Object::Buffer(_) => "PickleBuffer",
+        }
+    }
+
+    /// A copy that owns all its bytes.
+    pub fn into_owned(self) -> Object<'static> {
+        match self {
+            Object::Str(s) => Object::Str(s.into_owned()),
+            Object::Bytes(b) => Object::Bytes(Cow::Owned(b.into_owned())),
+            Object::Int(i) => Object::Int(i),
+            Object::Complex(a, b) => Object::Complex(a, b),
+            Object::ByteArray(b) => Object::ByteArray(b),
+            Object::List(v) => Object::List(v),
+            Object::Tuple(v) => Object::Tuple(v),
+            Object::Dict(d) => Object::Dict(d),
+            Object::Set(s) => Object::Set(s),
+            Object::FrozenSet(s) => Object::FrozenSet(s),
+            Object::Global(g) => Object::Global(g),
+            Object::Instance(i) => Object::Instance(i),
+            Object::PersistentId(v) => Object::PersistentId(v),
+            Object::Extension(c) => Object::Extension(c),
+            Object::Buffer(b) => Object::Buffer(b),
+        }
+    }
+}
+
+/// A key that cannot go in a dict or set (Python's "unhashable type").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unhashable(pub &'static str);
+
+/// The arena holding every object of one or more pickles.
+#[derive(Clone, Debug, Default)]
+pub struct Graph<'a> {
+    objects: Vec<Object<'a>>,
+}
+
+impl<'a> Graph<'a> {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Graph { objects: Vec::new() }
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// True when the graph holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Adds an object and returns a reference to it.
+    #[inline]
+    pub fn add(&mut self, obj: Object<'a>) -> Value {
+        let id = ObjId(u32::try_from(self.objects.len()).expect("graph holds at most 2^32 objects"));
+        self.objects.push(obj);
+        Value::Obj(id)
+    }
+
+    /// The object `id` names. Panics if `id` is not of this graph.
+    #[inline]
+    pub fn get(&self, id: ObjId) -> &Object<'a> {
+        &self.objects[id.index()]
+    }
+
+    /// The object `id` names, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, id: ObjId) -> &mut Object<'a> {
+        &mut self.objects[id.index()]
+    }
+
+    /// The object a value refers to, if it is a reference.
+    #[inline]
+    pub fn object(&self, v: Value) -> Option<&Object<'a>> {
+        match v {
+            Value::Obj(id) => Some(self.get(id)),
+            _ => None,
+        }
+    }
+
+    /// A view of `v` for reading: typed accessors, indexing, Display as Python's repr.
+    pub fn view(&self, v: Value) -> ValueRef<'_, 'a> {
+        ValueRef::new(self, v)
+    }
+
+    /// Iterates over all objects with their ids.
+    pub fn iter(&self) -> impl Iterator<Item = (ObjId, &Object<'a>)> {
+        self.objects.iter().enumerate().map(|(i, o)| (ObjId(i as u32), o))
+    }
+
+    /// A copy that owns all its bytes (no borrow of the input left).
+    pub fn into_owned(self) -> Graph<'static> {
+        Graph { objects: self.objects.into_iter().map(Object::into_owned).collect() }
+    }
+
+    // ---- building ----
+
+    /// Adds a str.
+    pub fn str(&mut self, s: impl Into<Cow<'a, str>>) -> Value {
+        self.add(Object::Str(PyStr::new(s)))
+    }
+
+    /// Adds a bytes.
+    pub fn bytes(&mut self, b: impl Into<Cow<'a, [u8]>>) -> Value {
+        self.add(Object::Bytes(b.into()))
+    }
+
+    /// Adds an int of any size (an `i64` when it fits).
+    pub fn int(&mut self, i: BigInt) -> Value {
+        match i64::try_from(&i) {
+            Ok(small) => Value::Int(small),
+            Err(_) => self.add(Object::Int(i)),
+        }
+    }
+
+    /// Adds a list.
+    pub fn list(&mut self, items: Vec<Value>) -> Value {
+        self.add(Object::List(items))
+    }
+
+    /// Adds a tuple.
+    pub fn tuple(&mut self, items: Vec<Value>) -> Value {
+        self.add(Object::Tuple(items))
+    }
+
+    /// Adds a class or function reference.
+    pub fn global(&mut self, module: impl Into<String>, name: impl Into<String>) -> Value {
+        self.add(Object::Global(Global { module: module.into(), name: name.into() }))
+    }
+
+    /// Adds a dict with `entries` (later duplicates of a key replace earlier values, as in
+    /// Python).
+    pub fn dict(&mut self, entries: Vec<(Value, Value)>) -> Result<Value, Unhashable> {
+        let d = self.add(Object::Dict(Dict::default()));
+        let id = d.obj_id().expect("just added");
+        for (k, v) in entries {
+            self.dict_set(id, k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// Adds a set (duplicates dropped, as in Python).
+    pub fn set(&mut self, items: Vec<Value>) -> Result<Value, Unhashable> {
+        let s = self.add(Object::Set(Set::default()));
+        self.set_add_all(s.obj_id().expect("just added"), items)?;
+        Ok(s)
+    }
+
+    /// Adds a frozenset (duplicates dropped).
+    pub fn frozenset(&mut self, items: Vec<Value>) -> Result<Value, Unhashable> {
+        let mut set = Set::default();
+        for item in items {
+            let h = self.hash(item)?;
+            set.insert(self, h, item);
+        }
+        Ok(self.add(Object::FrozenSet(set)))
+    }
+
+    /// Sets `dict[key] = value` on the dict `dict`, as Python does: an equal key keeps its
+    /// place and its original key object. Panics if `dict` is not a dict.
+    pub fn dict_set(&mut self, dict: ObjId, key: Value, value: Value) -> Result<(), Unhashable> {
+        let h = self.hash(key)?;
+        let mut d = match self.get_mut(dict) {
+            Object::Dict(d) => std::mem::take(d),
+            other => panic!("dict_set on a {}", other.type_name()),
+        };
+        d.insert(self, h, key, value);
+        *self.get_mut(dict) = Object::Dict(d);
+        Ok(())
+    }
+
+    /// Sets many items on the dict `dict`.
+    pub fn dict_set_all(
+        &mut self,
+        dict: ObjId,
+        items: impl IntoIterator<Item = (Value, Value)>,
+    ) -> Result<(), Unhashable> {
+        let mut d = match self.get_mut(dict) {
+            Object::Dict(d) => std::mem::take(d),
+            other => panic!("dict_set_all on a {}", other.type_name()),
+        };
+        let mut res = Ok(());
+        for (k, v) in items {
+            match self.hash(k) {
+                Ok(h) => d.insert(self, h, k, v),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        *self.get_mut(dict) = Object::Dict(d);
+        res
+    }
+
+    /// Adds items to the set (or frozenset under construction) `set`.
+    pub fn set_add_all(&mut self, set: ObjId, items: impl IntoIterator<Item = Value>) -> Result<(), Unhashable> {
+        let (mut s, frozen) = match self.get_mut(set) {
+            Object::Set(s) => (std::mem::take(s), false),
+            Object::FrozenSet(s) => (std::mem::take(s), true),
+            other => panic!("set_add_all on a {}", other.type_name()),
+        };
+        let mut res = Ok(());
+        for item in items {
+            match self.hash(item) {
+                Ok(h) => s.insert(self, h, item),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        *self.get_mut(set) = if frozen { Object::FrozenSet(s) } else { Object::Set(s) };
+        res
+    }
+
+    /// Python's `a == b` for two values of this graph (see [`ValueRef`]'s `PartialEq`).
+    pub fn equal(&self, a: Value, b: Value) -> bool {
+        eq::equal(self, a, self, b)
+    }
+}
