@@ -1,1 +1,56 @@
-fn main() {}
+//! The `pikl` command: inspect, check and convert Python pickle files.
+
+mod input;
+mod show;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Inspect, check and convert Python pickle files, without running Python.
+#[derive(Parser)]
+#[command(name = "pikl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print each pickle of the stream as Python's repr, one line each.
+    #[command(after_help = "Example:\n  pikl show data.pkl\n  python3 -c 'import pickle,sys; pickle.dump([1, 2], sys.stdout.buffer)' | pikl show")]
+    Show(show::Args),
+}
+
+/// How a run ended, mapped to the exit status: 0 success, 1 bad data, 2 usage.
+pub enum Failure {
+    /// The input is not a valid pickle (or could not be read).
+    BadData(String),
+    /// The command line is wrong.
+    Usage(String),
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::BadData(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Show(args) => show::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadData(msg)) => {
+            eprintln!("pikl: {msg}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(msg)) => {
+            eprintln!("pikl: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

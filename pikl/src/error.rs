@@ -46,6 +46,19 @@ impl Error {
         Self::new(Category::Pickling, message.into())
     }
 
+    /// An unpickling error whose offset is attached later.
+    #[cold]
+    pub(crate) fn unpickling_msg(message: impl Into<String>) -> Self {
+        Self::new(Category::Unpickling, message.into())
+    }
+
+    /// Replaces the message.
+    #[cold]
+    pub(crate) fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.0.message = message.into();
+        self
+    }
+
     /// An unpickling error at byte `offset` of the stream.
     #[cold]
     pub fn unpickling(offset: u64, message: impl Into<String>) -> Self {

@@ -6,11 +6,65 @@
 //! state).
 #![deny(missing_docs)]
 
+mod codec;
 pub mod compat;
 pub mod error;
 pub mod opcodes;
+pub mod ops;
 pub mod read;
+mod text;
+mod unpickler;
 pub mod value;
+
+pub use codec::{DecodeErrors, Encoding};
+pub use unpickler::{FindClass, PersistentLoad, Unpickler, UnpicklerOptions, HIGHEST_PROTOCOL};
 
 pub use error::{Category, Error, Result};
 pub use value::{Construct, Dict, Global, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Set, Value, ValueRef};
+
+use std::io::BufRead;
+
+/// One pickle, loaded: its graph and the top-level value.
+#[derive(Clone, Debug)]
+pub struct Loaded<'a> {
+    /// Every object the pickle built.
+    pub graph: Graph<'a>,
+    /// The pickled value.
+    pub root: Value,
+}
+
+impl<'a> Loaded<'a> {
+    /// The pickled value, readable.
+    pub fn value(&self) -> ValueRef<'_, 'a> {
+        self.graph.view(self.root)
+    }
+}
+
+impl std::fmt::Display for Loaded<'_> {
+    /// Python's `repr()` of the value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.value(), f)
+    }
+}
+
+/// Loads one pickle from bytes (Python's `pickle.loads`); strs and bytes borrow from `data`.
+///
+/// ```
+/// let data = b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.";
+/// let loaded = pikl::loads(data)?;
+/// assert_eq!(loaded.to_string(), "[1, 2]");
+/// assert_eq!(loaded.value().at(1).and_then(|v| v.as_i64()), Some(2));
+/// # Ok::<(), pikl::Error>(())
+/// ```
+pub fn loads(data: &[u8]) -> Result<Loaded<'_>> {
+    let mut u = Unpickler::from_slice(data);
+    let root = u.load()?;
+    Ok(Loaded { graph: u.into_graph(), root })
+}
+
+/// Loads one pickle from a reader (Python's `pickle.load`).
+pub fn load<R: BufRead>(reader: R) -> Result<Loaded<'static>> {
+    let mut u = Unpickler::from_reader(reader);
+    let root = u.load()?;
+    Ok(Loaded { graph: u.into_graph(), root })
+}

@@ -18,6 +18,17 @@ pub enum Bytes<'de, 's> {
     Copied(&'s [u8]),
 }
 
+impl<'de> Bytes<'de, '_> {
+    /// Keeps borrowed bytes borrowed and copies the rest.
+    #[inline]
+    pub fn into_cow(self) -> std::borrow::Cow<'de, [u8]> {
+        match self {
+            Bytes::Borrowed(b) => std::borrow::Cow::Borrowed(b),
+            Bytes::Copied(b) => std::borrow::Cow::Owned(b.to_vec()),
+        }
+    }
+}
+
 impl Deref for Bytes<'_, '_> {
     type Target = [u8];
     #[inline]

@@ -21,6 +21,7 @@ use num_bigint::BigInt;
 pub use collections::{Dict, Set};
 pub use pystr::{CodePoints, PyStr};
 pub use repr::ReprOptions;
+pub(crate) use repr::write_bytes_repr;
 pub use view::ValueRef;
 
 pub(crate) use pystr::push_code_point;

@@ -1,0 +1,255 @@
+//! Protocol 0's text arguments, parsed as CPython's C unpickler parses them.
+
+use num_bigint::BigInt;
+use num_traits::Num;
+
+use crate::value::push_code_point;
+
+/// An int parsed from text: small, or big.
+pub(crate) enum ParsedInt {
+    Small(i64),
+    Big(BigInt),
+}
+
+/// Parses like C's `strtol(s, &end, 0)` and requires the whole text to be consumed.
+fn strtol(s: &[u8]) -> Option<i64> {
+    let mut i = 0;
+    while i < s.len() && s[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let neg = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let (radix, start) = if s[i..].len() >= 2 && s[i] == b'0' && (s[i + 1] | 0x20) == b'x' {
+        (16, i + 2)
+    } else if s.get(i) == Some(&b'0') {
+        (8, i)
+    } else {
+        (10, i)
+    };
+    let digits = &s[start..];
+    if digits.is_empty() || !digits.iter().all(|&b| (b as char).is_digit(radix)) {
+        return None;
+    }
+    let text = std::str::from_utf8(digits).ok()?;
+    let mag = i128::from_str_radix(text, radix).ok()?;
+    let v = if neg { -mag } else { mag };
+    i64::try_from(v).ok()
+}
+
+/// Parses like Python's `int(s, 0)`: whitespace around, sign, `0x`/`0o`/`0b` prefixes,
+/// underscores between digits, no leading zeros on a nonzero decimal.
+pub(crate) fn python_int(s: &[u8]) -> Option<BigInt> {
+    let s = std::str::from_utf8(s).ok()?.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, mut digits) = if lower.starts_with("0x") {
+        (16, &body[2..])
+    } else if lower.starts_with("0o") {
+        (8, &body[2..])
+    } else if lower.starts_with("0b") {
+        (2, &body[2..])
+    } else {
+        (10, body)
+    };
+    if radix != 10 {
+        digits = digits.strip_prefix('_').unwrap_or(digits);
+    }
+    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|&c| c != '_').collect();
+    if !clean.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    if radix == 10 && clean.len() > 1 && clean.starts_with('0') && clean.bytes().any(|b| b != b'0') {
+        return None;
+    }
+    let mag = BigInt::from_str_radix(&clean, radix).ok()?;
+    Some(if neg { -mag } else { mag })
+}
+
+/// The `INT` opcode's argument (`I01`/`I00` are handled by the caller).
+pub(crate) fn parse_int(line: &[u8]) -> Option<ParsedInt> {
+    if let Some(v) = strtol(line) {
+        return Some(ParsedInt::Small(v));
+    }
+    python_int(line).map(small_or_big)
+}
+
+/// The `LONG` opcode's argument: Python's `int(s, 0)` after dropping a trailing `L`.
+pub(crate) fn parse_long(line: &[u8]) -> Option<ParsedInt> {
+    let line = match line.split_last() {
+        Some((b'L', rest)) if !line.is_empty() => rest,
+        _ => line,
+    };
+    python_int(line).map(small_or_big)
+}
+
+pub(crate) fn small_or_big(b: BigInt) -> ParsedInt {
+    match i64::try_from(&b) {
+        Ok(v) => ParsedInt::Small(v),
+        Err(_) => ParsedInt::Big(b),
+    }
+}
+
+/// Why a `FLOAT` argument was refused.
+pub(crate) enum FloatError {
+    Invalid,
+    Overflow,
+}
+
+/// The `FLOAT` opcode's argument, as `PyOS_string_to_double`.
+pub(crate) fn parse_float(line: &[u8]) -> Result<f64, FloatError> {
+    let s = std::str::from_utf8(line).map_err(|_| FloatError::Invalid)?;
+    let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-'));
+    if s.is_empty() || !ok_chars {
+        return Err(FloatError::Invalid);
+    }
+    let f: f64 = s.parse().map_err(|_| FloatError::Invalid)?;
+    if f.is_infinite() && !s.to_ascii_lowercase().contains("inf") {
+        return Err(FloatError::Overflow);
+    }
+    Ok(f)
+}
+
+/// Python's `codecs.escape_decode` (bytes literal escapes), used by the `STRING` opcode.
+pub(crate) fn escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(&e) = s.get(i) else {
+            return Err("Trailing \\ in string".into());
+        };
+        i += 1;
+        match e {
+            b'\n' => {}
+            b'\\' | b'\'' | b'"' => out.push(e),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b't' => out.push(9),
+            b'n' => out.push(10),
+            b'r' => out.push(13),
+            b'v' => out.push(11),
+            b'a' => out.push(7),
+            b'0'..=b'7' => {
+                let mut v = (e - b'0') as u32;
+                for _ in 0..2 {
+                    match s.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = (v << 3) + (d - b'0') as u32;
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' => {
+                let hex = s.get(i..i + 2).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                let Some(h) = hex else {
+                    return Err(format!("invalid \\x escape at position {}", i - 2));
+                };
+                let v = u8::from_str_radix(std::str::from_utf8(h).expect("hex digits"), 16).expect("hex digits");
+                out.push(v);
+                i += 2;
+            }
+            _ => {
+                out.push(b'\\');
+                out.push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Python's `raw-unicode-escape` decoding, used by the `UNICODE` opcode: bytes are Latin-1
+/// except `\uXXXX` and `\UXXXXXXXX` escapes. Returns surrogatepass UTF-8 and whether it holds
+/// surrogates.
+pub(crate) fn raw_unicode_escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        if c != b'\\' || i >= s.len() {
+            push_code_point(&mut out, c as u32);
+            continue;
+        }
+        let e = s[i];
+        i += 1;
+        let count = match e {
+            b'u' => 4,
+            b'U' => 8,
+            _ => {
+                out.push(b'\\');
+                push_code_point(&mut out, e as u32);
+                continue;
+            }
+        };
+        let hex = s.get(i..i + count).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let Some(h) = hex else {
+            let what = if count == 4 { "\\uXXXX" } else { "\\UXXXXXXXX" };
+            return Err(format!("'rawunicodeescape' codec can't decode bytes in position {}-{}: truncated {what} escape", i - 2, (i + count).min(s.len()) - 1));
+        };
+        let cp = u32::from_str_radix(std::str::from_utf8(h).expect("hex digits"), 16).expect("hex digits");
+        if cp > 0x10FFFF {
+            return Err(format!("'rawunicodeescape' codec can't decode bytes in position {}-{}: \\Uxxxxxxxx out of range", i - 2, i + count - 1));
+        }
+        push_code_point(&mut out, cp);
+        i += count;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(p: Option<ParsedInt>) -> Option<i64> {
+        match p {
+            Some(ParsedInt::Small(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn ints_parse_as_cpython() {
+        assert_eq!(small(parse_int(b"42")), Some(42));
+        assert_eq!(small(parse_int(b"-7")), Some(-7));
+        assert_eq!(small(parse_int(b"0x10")), Some(16));
+        assert_eq!(small(parse_int(b"010")), Some(8));
+        assert_eq!(small(parse_int(b"1_000")), Some(1000));
+        assert!(parse_int(b"abc").is_none());
+        assert!(matches!(parse_int(b"99999999999999999999"), Some(ParsedInt::Big(_))));
+        assert_eq!(small(parse_long(b"123L")), Some(123));
+        assert!(parse_long(b"12 3").is_none());
+    }
+
+    #[test]
+    fn escapes_decode_as_python() {
+        assert_eq!(escape_decode(br"a\nb\x41\101\q").unwrap(), b"a\nbAA\\q");
+        assert!(escape_decode(br"\x4").is_err());
+        assert!(escape_decode(b"abc\\").is_err());
+        assert_eq!(raw_unicode_escape_decode(br"\u20ac\x").unwrap(), "\u{20ac}\\x".as_bytes());
+        assert!(raw_unicode_escape_decode(br"\u20").is_err());
+    }
+}

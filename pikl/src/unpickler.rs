@@ -1,0 +1,1027 @@
+//! The unpickler: runs the pickle machine over a byte source and builds a [`Graph`].
+//!
+//! One value stack plus a stack of mark positions; a dense memo vector with a sparse fallback;
+//! no recursion. Python code is never run: globals stay (module, name) data and calls become
+//! [`Instance`] records, except the well-known reconstructions of builtin types (`set`,
+//! `frozenset`, `bytearray`, `complex`, `_codecs.encode`), which become native objects.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use num_bigint::BigInt;
+
+use crate::codec::{self, DecodeErrors, Encoding};
+use crate::compat;
+use crate::error::{Error, Result};
+use crate::opcodes::Opcode;
+use crate::ops::{self, read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
+use crate::read::{IoRead, Read, SliceRead};
+use crate::text::{self, FloatError, ParsedInt};
+use crate::value::{Construct, Global, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
+
+/// The highest protocol this crate reads and writes.
+pub const HIGHEST_PROTOCOL: u8 = 5;
+
+/// Options of an [`Unpickler`], with safe defaults.
+#[derive(Clone, Debug)]
+pub struct UnpicklerOptions {
+    /// How Python 2 `str` data (`STRING`, `BINSTRING`, `SHORT_BINSTRING`) is decoded.
+    pub encoding: Encoding,
+    /// What to do with bytes `encoding` cannot decode.
+    pub errors: DecodeErrors,
+    /// Map Python 2 module and class names to Python 3 ones in pickles of protocol < 3.
+    pub fix_imports: bool,
+    /// Most memo entries a stream may define.
+    pub max_memo_len: usize,
+    /// Most MARKs open at once.
+    pub max_depth: usize,
+}
+
+impl Default for UnpicklerOptions {
+    fn default() -> Self {
+        UnpicklerOptions {
+            encoding: Encoding::Ascii,
+            errors: DecodeErrors::Strict,
+            fix_imports: true,
+            max_memo_len: 1 << 30,
+            max_depth: 1 << 20,
+        }
+    }
+}
+
+/// Resolves a persistent id to an object (Python's `persistent_load`).
+pub type PersistentLoad<'de> = Box<dyn FnMut(&mut Graph<'de>, Value) -> Result<Value> + 'de>;
+/// Resolves a global (Python's `find_class`); the default keeps it as data.
+pub type FindClass<'de> = Box<dyn FnMut(&mut Graph<'de>, &str, &str) -> Result<Value> + 'de>;
+
+/// The memo: a dense vector for the small keys picklers write, a map for the rest.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Option<Value>>,
+    sparse: HashMap<u64, Value>,
+    len: usize,
+}
+
+impl Memo {
+    #[inline]
+    fn get(&self, key: u64) -> Option<Value> {
+        match self.dense.get(key as usize) {
+            Some(slot) => *slot,
+            None => self.sparse.get(&key).copied(),
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, key: u64, v: Value, max: usize) -> Result<()> {
+        let k = key as usize;
+        if k < self.dense.len() {
+            if self.dense[k].replace(v).is_none() {
+                self.len += 1;
+            }
+            return Ok(());
+        }
+        if self.len >= max {
+            return Err(Error::unpickling_msg(format!("memo exceeds the limit of {max} entries")));
+        }
+        if key <= (self.dense.len() as u64) * 2 + 1024 && !self.sparse.contains_key(&key) {
+            self.dense.resize(k + 1, None);
+            self.dense[k] = Some(v);
+            self.len += 1;
+        } else if self.sparse.insert(key, v).is_none() {
+            self.len += 1;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        *self = Memo::default();
+    }
+}
+
+/// CPython's shared singletons: the empty and one-character Latin-1 strs, the empty and
+/// one-byte bytes, and one object per global name.
+#[derive(Default)]
+struct Interned {
+    strs: HashMap<u32, ObjId>,
+    bytes: HashMap<u16, ObjId>,
+    globals: HashMap<(String, String), ObjId>,
+}
+
+/// Reads pickles from a byte source into one shared [`Graph`].
+pub struct Unpickler<'de, R> {
+    reader: R,
+    graph: Graph<'de>,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    /// Stack position of the innermost mark (0 without one): nothing below it can be popped.
+    fence: usize,
+    memo: Memo,
+    proto: u8,
+    opts: UnpicklerOptions,
+    interned: Interned,
+    persistent_load: Option<PersistentLoad<'de>>,
+    find_class: Option<FindClass<'de>>,
+    extensions: HashMap<u32, (String, String)>,
+    buffers: std::collections::VecDeque<PickleBuffer>,
+    buffers_given: bool,
+    noload: bool,
+    persistent_ids: Vec<Value>,
+}
+
+impl<'de> Unpickler<'de, SliceRead<'de>> {
+    /// An unpickler over a byte slice; strs and bytes borrow from it.
+    pub fn from_slice(data: &'de [u8]) -> Self {
+        Self::new(SliceRead::new(data))
+    }
+}
+
+impl<R: BufRead> Unpickler<'static, IoRead<R>> {
+    /// An unpickler over any buffered reader, streaming with bounded memory.
+    pub fn from_reader(reader: R) -> Self {
+        Self::new(IoRead::new(reader))
+    }
+}
+
+#[cold]
+fn underflow() -> Error {
+    Error::unpickling_msg("unpickling stack underflow")
+}
+
+#[cold]
+fn bad(msg: impl Into<String>) -> Error {
+    Error::unpickling_msg(msg)
+}
+
+impl<'de, R: Read<'de>> Unpickler<'de, R> {
+    /// An unpickler over a [`Read`] source.
+    pub fn new(reader: R) -> Self {
+        Unpickler {
+            reader,
+            graph: Graph::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            fence: 0,
+            memo: Memo::default(),
+            proto: 0,
+            opts: UnpicklerOptions::default(),
+            interned: Interned::default(),
+            persistent_load: None,
+            find_class: None,
+            extensions: HashMap::new(),
+            buffers: Default::default(),
+            buffers_given: false,
+            noload: false,
+            persistent_ids: Vec::new(),
+        }
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, opts: UnpicklerOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// The options.
+    pub fn options_mut(&mut self) -> &mut UnpicklerOptions {
+        &mut self.opts
+    }
+
+    /// Resolves persistent ids with `f` (by default they stay [`Object::PersistentId`]).
+    pub fn set_persistent_load(&mut self, f: impl FnMut(&mut Graph<'de>, Value) -> Result<Value> + 'de) {
+        self.persistent_load = Some(Box::new(f));
+    }
+
+    /// Resolves globals with `f` (by default they stay [`Object::Global`]).
+    pub fn set_find_class(&mut self, f: impl FnMut(&mut Graph<'de>, &str, &str) -> Result<Value> + 'de) {
+        self.find_class = Some(Box::new(f));
+    }
+
+    /// Registers an extension code (`copyreg.add_extension`), so `EXT1/2/4` load as globals.
+    pub fn add_extension(&mut self, code: u32, module: impl Into<String>, name: impl Into<String>) {
+        self.extensions.insert(code, (module.into(), name.into()));
+    }
+
+    /// Supplies the out-of-band buffers `NEXT_BUFFER` takes, in order.
+    pub fn set_buffers(&mut self, buffers: impl IntoIterator<Item = Vec<u8>>) {
+        self.buffers = buffers.into_iter().map(|data| PickleBuffer { data, readonly: false }).collect();
+        self.buffers_given = true;
+    }
+
+    /// The graph holding every object loaded so far.
+    pub fn graph(&self) -> &Graph<'de> {
+        &self.graph
+    }
+
+    /// The graph, mutably (for hooks' objects or building on loaded values).
+    pub fn graph_mut(&mut self) -> &mut Graph<'de> {
+        &mut self.graph
+    }
+
+    /// The graph, giving up the unpickler.
+    pub fn into_graph(self) -> Graph<'de> {
+        self.graph
+    }
+
+    /// A readable view of `v`.
+    pub fn view(&self, v: Value) -> ValueRef<'_, 'de> {
+        self.graph.view(v)
+    }
+
+    /// The memo: the values PUT / MEMOIZE defined, by key.
+    pub fn memo_get(&self, key: u64) -> Option<Value> {
+        self.memo.get(key)
+    }
+
+    /// Forgets the memo (Python's `Unpickler.memo.clear()`).
+    pub fn clear_memo(&mut self) {
+        self.memo.clear();
+    }
+
+    /// Byte offset of the next pickle in the stream.
+    pub fn position(&self) -> u64 {
+        self.reader.position()
+    }
+
+    /// True when the stream has no more pickles.
+    pub fn at_end(&mut self) -> Result<bool> {
+        self.reader.at_end()
+    }
+
+    /// Reads one pickle. Called again, reads the next pickle of the stream with the same memo.
+    pub fn load(&mut self) -> Result<Value> {
+        self.noload = false;
+        self.run()
+    }
+
+    /// Walks one pickle without building instances or resolving globals, and returns the
+    /// persistent ids it met.
+    pub fn noload(&mut self) -> Result<Vec<Value>> {
+        self.noload = true;
+        self.persistent_ids.clear();
+        let res = self.run();
+        self.noload = false;
+        res.map(|_| std::mem::take(&mut self.persistent_ids))
+    }
+
+    fn run(&mut self) -> Result<Value> {
+        self.stack.clear();
+        self.marks.clear();
+        self.fence = 0;
+        self.proto = 0;
+        self.reader.reset_frame();
+        if self.reader.at_end()? {
+            return Err(Error::eof(self.reader.position()).with_message("ran out of input"));
+        }
+        loop {
+            let (pos, op) = read_opcode(&mut self.reader)?;
+            match self.step(op) {
+                Ok(true) => {}
+                Ok(false) => return self.pop().map_err(|e| e.at(pos).in_opcode(op)),
+                Err(e) => return Err(e.at(pos).in_opcode(op)),
+            }
+        }
+    }
+
+    // ---- stack ----
+
+    #[inline]
+    fn push(&mut self, v: Value) {
+        self.stack.push(v);
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Result<Value> {
+        if self.stack.len() > self.fence {
+            Ok(self.stack.pop().expect("above fence"))
+        } else {
+            Err(underflow())
+        }
+    }
+
+    #[inline]
+    fn top(&self) -> Result<Value> {
+        if self.stack.len() > self.fence {
+            Ok(*self.stack.last().expect("above fence"))
+        } else {
+            Err(underflow())
+        }
+    }
+
+    /// Removes the innermost mark and returns the position where its items start.
+    #[inline]
+    fn pop_mark(&mut self) -> Result<usize> {
+        let Some(start) = self.marks.pop() else {
+            return Err(bad("could not find MARK"));
+        };
+        self.fence = self.marks.last().copied().unwrap_or(0);
+        Ok(start)
+    }
+
+    fn add(&mut self, obj: Object<'de>) -> Value {
+        self.graph.add(obj)
+    }
+
+    // ---- values ----
+
+    fn new_str(&mut self, s: PyStr<'de>) -> Value {
+        let bytes = s.as_bytes();
+        if bytes.len() <= 2 {
+            let mut cps = s.code_points();
+            let key = match (cps.next(), cps.next()) {
+                (None, _) => Some(u32::MAX),
+                (Some(c), None) if c < 256 => Some(c),
+                _ => None,
+            };
+            if let Some(key) = key {
+                if let Some(&id) = self.interned.strs.get(&key) {
+                    return Value::Obj(id);
+                }
+                let v = self.add(Object::Str(s));
+                self.interned.strs.insert(key, v.obj_id().expect("object"));
+                return v;
+            }
+        }
+        self.add(Object::Str(s))
+    }
+
+    fn new_bytes(&mut self, b: Cow<'de, [u8]>) -> Value {
+        if b.len() <= 1 {
+            let key = b.first().map_or(u16::MAX, |&c| c as u16);
+            if let Some(&id) = self.interned.bytes.get(&key) {
+                return Value::Obj(id);
+            }
+            let v = self.add(Object::Bytes(b));
+            self.interned.bytes.insert(key, v.obj_id().expect("object"));
+            return v;
+        }
+        self.add(Object::Bytes(b))
+    }
+
+    fn new_int(&mut self, p: ParsedInt) -> Value {
+        match p {
+            ParsedInt::Small(v) => Value::Int(v),
+            ParsedInt::Big(b) => self.add(Object::Int(b)),
+        }
+    }
+
+    fn utf8_str(&mut self, cow: Cow<'de, [u8]>) -> Result<Value> {
+        match PyStr::from_surrogatepass(cow) {
+            Some(s) => Ok(self.new_str(s)),
+            None => Err(bad("'utf-8' codec can't decode the str data (invalid UTF-8)")),
+        }
+    }
+
+    /// A Python 2 `str`, decoded per the `encoding` option.
+    fn py2_str(&mut self, raw: &[u8]) -> Result<Value> {
+        if self.opts.encoding == Encoding::Bytes {
+            return Ok(self.new_bytes(Cow::Owned(raw.to_vec())));
+        }
+        let decoded = codec::decode(raw, self.opts.encoding, self.opts.errors).map_err(|e| bad(e.to_string()))?;
+        let s = PyStr::from_surrogatepass(decoded).expect("decoder writes surrogatepass UTF-8");
+        Ok(self.new_str(s))
+    }
+
+    fn global(&mut self, module: &str, name: &str) -> Result<Value> {
+        if self.noload {
+            return Ok(Value::None);
+        }
+        let (module, name) =
+            if self.proto < 3 && self.opts.fix_imports { compat::map_py2_global(module, name) } else { (module, name) };
+        if let Some(f) = self.find_class.as_mut() {
+            return f(&mut self.graph, module, name);
+        }
+        let key = (module.to_owned(), name.to_owned());
+        if let Some(&id) = self.interned.globals.get(&key) {
+            return Ok(Value::Obj(id));
+        }
+        let v = self.add(Object::Global(Global { module: key.0.clone(), name: key.1.clone() }));
+        self.interned.globals.insert(key, v.obj_id().expect("object"));
+        Ok(v)
+    }
+
+    fn persistent(&mut self, pid: Value) -> Result<Value> {
+        if self.noload {
+            self.persistent_ids.push(pid);
+            return Ok(Value::None);
+        }
+        match self.persistent_load.as_mut() {
+            Some(f) => f(&mut self.graph, pid),
+            None => Ok(self.add(Object::PersistentId(pid))),
+        }
+    }
+
+    fn tuple_items(&self, v: Value) -> Option<&[Value]> {
+        match self.graph.object(v) {
+            Some(Object::Tuple(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn is_callable(&self, v: Value) -> bool {
+        matches!(
+            self.graph.object(v),
+            Some(Object::Global(_) | Object::Instance(_) | Object::PersistentId(_) | Object::Extension(_))
+        )
+    }
+
+    fn type_name(&self, v: Value) -> &'static str {
+        self.graph.view(v).type_name()
+    }
+
+    /// `callable(*args)`: a native object for the well-known builtins, else an instance.
+    fn reduce(&mut self, callable: Value, args: Value) -> Result<Value> {
+        if self.noload {
+            return Ok(Value::None);
+        }
+        if !self.is_callable(callable) {
+            return Err(bad(format!("'{}' object is not callable", self.type_name(callable))));
+        }
+        if self.tuple_items(args).is_none() {
+            return Err(bad("argument list must be a tuple"));
+        }
+        if let Some(v) = self.reduce_native(callable, args)? {
+            return Ok(v);
+        }
+        Ok(self.add(Object::Instance(Box::new(Instance::new(callable, Construct::Reduce, args, None)))))
+    }
+
+    fn reduce_native(&mut self, callable: Value, args: Value) -> Result<Option<Value>> {
+        let Some(Object::Global(g)) = self.graph.object(callable) else {
+            return Ok(None);
+        };
+        let which = match (g.module.as_str(), g.name.as_str()) {
+            ("builtins", n @ ("set" | "frozenset" | "bytearray" | "complex" | "bytes")) => n,
+            ("_codecs", "encode") => "encode",
+            _ => return Ok(None),
+        };
+        let args: Vec<Value> = self.tuple_items(args).expect("checked tuple").to_vec();
+        let g = &self.graph;
+        let obj = match (which, args.as_slice()) {
+            ("set" | "frozenset", []) => Vec::new(),
+            ("set" | "frozenset", [items]) => match g.object(*items) {
+                Some(Object::List(v) | Object::Tuple(v)) => v.clone(),
+                Some(Object::Set(s) | Object::FrozenSet(s)) => s.items().to_vec(),
+                _ => return Ok(None),
+            },
+            ("bytearray", []) => return Ok(Some(self.add(Object::ByteArray(Vec::new())))),
+            ("bytearray", [b]) => match g.object(*b) {
+                Some(Object::Bytes(b)) => {
+                    let data = b.to_vec();
+                    return Ok(Some(self.add(Object::ByteArray(data))));
+                }
+                _ => return Ok(None),
+            },
+            ("bytearray", [s, enc]) => match (g.view(*s).as_pystr(), g.view(*enc).as_str()) {
+                (Some(s), Some(e)) if Encoding::from_name(e) == Some(Encoding::Latin1) => match latin1_encode(s) {
+                    Some(data) => return Ok(Some(self.add(Object::ByteArray(data)))),
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+            ("bytes", []) => return Ok(Some(self.new_bytes(Cow::Borrowed(&[])))),
+            ("complex", parts) if parts.len() <= 2 => {
+                let mut re_im = [0.0f64; 2];
+                for (slot, &p) in re_im.iter_mut().zip(parts) {
+                    *slot = match p {
+                        Value::Float(f) => f,
+                        Value::Int(i) => i as f64,
+                        Value::Bool(b) => b as i64 as f64,
+                        _ => return Ok(None),
+                    };
+                }
+                return Ok(Some(self.add(Object::Complex(re_im[0], re_im[1]))));
+            }
+            ("encode", [s, enc]) => match (g.view(*s).as_pystr(), g.view(*enc).as_str()) {
+                (Some(s), Some(e)) if Encoding::from_name(e) == Some(Encoding::Latin1) => match latin1_encode(s) {
+                    Some(data) => return Ok(Some(self.new_bytes(Cow::Owned(data)))),
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let hashable = obj.iter().all(|&v| self.graph.hash(v).is_ok());
+        if !hashable {
+            return Ok(None);
+        }
+        let v = if which == "set" { self.graph.set(obj) } else { self.graph.frozenset(obj) };
+        Ok(Some(v.expect("checked hashable")))
+    }
+
+    fn new_instance(&mut self, callable: Value, construct: Construct, args: Value, kwargs: Option<Value>) -> Value {
+        if self.noload {
+            return Value::None;
+        }
+        self.add(Object::Instance(Box::new(Instance::new(callable, construct, args, kwargs))))
+    }
+
+    fn append(&mut self, target: Value, items: &[Value]) -> Result<()> {
+        let Value::Obj(id) = target else {
+            return if self.noload { Ok(()) } else { Err(bad(format!("cannot append to {}", self.type_name(target)))) };
+        };
+        match self.graph.get_mut(id) {
+            Object::List(list) => list.extend_from_slice(items),
+            Object::Instance(inst) => inst.list_items.extend_from_slice(items),
+            other => return Err(bad(format!("'{}' object has no attribute 'append'", other.type_name()))),
+        }
+        Ok(())
+    }
+
+    fn set_items(&mut self, target: Value, items: &[Value]) -> Result<()> {
+        let Value::Obj(id) = target else {
+            return if self.noload { Ok(()) } else { Err(bad(format!("cannot set items on {}", self.type_name(target)))) };
+        };
+        let pairs = items.chunks_exact(2).map(|p| (p[0], p[1]));
+        match self.graph.get_mut(id) {
+            Object::Dict(_) => {
+                self.graph.dict_set_all(id, pairs).map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
+            }
+            Object::Instance(inst) => inst.dict_items.extend(pairs),
+            other => {
+                return Err(bad(format!("'{}' object does not support item assignment", other.type_name())));
+            }
+        }
+        Ok(())
+    }
+
+    fn add_items(&mut self, target: Value, items: &[Value]) -> Result<()> {
+        let Value::Obj(id) = target else {
+            return if self.noload { Ok(()) } else { Err(bad(format!("cannot add items to {}", self.type_name(target)))) };
+        };
+        match self.graph.get_mut(id) {
+            Object::Set(_) => {
+                self.graph
+                    .set_add_all(id, items.iter().copied())
+                    .map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
+            }
+            Object::Instance(inst) => inst.set_items.extend_from_slice(items),
+            other => return Err(bad(format!("'{}' object has no attribute 'add'", other.type_name()))),
+        }
+        Ok(())
+    }
+
+    fn build(&mut self, target: Value, state: Value) -> Result<()> {
+        let Value::Obj(id) = target else {
+            return if self.noload { Ok(()) } else { Err(bad(format!("cannot BUILD {}", self.type_name(target)))) };
+        };
+        let trivial = state == Value::None || self.graph.view(state).as_dict().is_some_and(|d| d.is_empty());
+        let previous = match self.graph.get_mut(id) {
+            Object::Instance(inst) => inst.state.replace(state),
+            _ if trivial => return Ok(()),
+            other => return Err(bad(format!("'{}' object has no attribute '__dict__'", other.type_name()))),
+        };
+        // A second BUILD with dict states updates the first, as `__dict__.update` would.
+        if let Some(prev) = previous {
+            let (Some(old), Some(new)) = (self.graph.view(prev).as_dict(), self.graph.view(state).as_dict()) else {
+                return Ok(());
+            };
+            let entries: Vec<_> = old.iter().chain(new.iter()).collect();
+            let merged = self.graph.dict(entries).map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
+            if let Object::Instance(inst) = self.graph.get_mut(id) {
+                inst.state = Some(merged);
+            }
+        }
+        Ok(())
+    }
+
+    fn memo_lookup(&self, key: u64) -> Result<Value> {
+        self.memo.get(key).ok_or_else(|| bad(format!("Memo value not found at index {key}")))
+    }
+
+    fn memo_put(&mut self, key: u64) -> Result<()> {
+        let v = self.top()?;
+        self.memo.put(key, v, self.opts.max_memo_len)
+    }
+
+    fn text_memo_key(line: &[u8], what: &str) -> Result<u64> {
+        let s = std::str::from_utf8(line).map_err(|_| bad(format!("invalid {what} argument")))?;
+        let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
+        if s.starts_with('-') {
+            return Err(bad(format!("negative {what} argument")));
+        }
+        s.parse::<u64>().map_err(|_| bad(format!("invalid {what} argument: {s:?}")))
+    }
+
+    fn take_buffer(&mut self) -> Result<Value> {
+        if !self.buffers_given {
+            return Err(bad("pickle stream refers to out-of-band data but no *buffers* argument was given"));
+        }
+        let Some(buf) = self.buffers.pop_front() else {
+            return Err(bad("not enough out-of-band buffers"));
+        };
+        Ok(self.add(Object::Buffer(buf)))
+    }
+
+    /// Executes one opcode; `Ok(false)` at STOP.
+    #[inline]
+    fn step(&mut self, op: Opcode) -> Result<bool> {
+        use Opcode::*;
+        let r = &mut self.reader;
+        match op {
+            Mark => {
+                if self.marks.len() >= self.opts.max_depth {
+                    return Err(bad(format!("more than {} MARKs open", self.opts.max_depth)));
+                }
+                self.marks.push(self.stack.len());
+                self.fence = self.stack.len();
+            }
+            Stop => return Ok(false),
+            Pop => {
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.pop_mark()?;
+                } else {
+                    self.pop()?;
+                }
+            }
+            PopMark => {
+                let start = self.pop_mark()?;
+                self.stack.truncate(start);
+            }
+            Dup => {
+                let v = self.top()?;
+                self.push(v);
+            }
+            Float => {
+                let line = r.read_line()?;
+                let f = text::parse_float(&line).map_err(|e| match e {
+                    FloatError::Invalid => bad("could not convert string to float"),
+                    FloatError::Overflow => bad("float overflow"),
+                })?;
+                self.push(Value::Float(f));
+            }
+            Int => {
+                let line = r.read_line()?;
+                let v = match &*line {
+                    b"00" => Value::Bool(false),
+                    b"01" => Value::Bool(true),
+                    l => {
+                        let p = text::parse_int(l)
+                            .ok_or_else(|| bad(format!("invalid literal for int() with base 0: {}", py_bytes_repr(l))))?;
+                        self.new_int(p)
+                    }
+                };
+                self.push(v);
+            }
+            BinInt => {
+                let v = read_i32(r)?;
+                self.push(Value::Int(v as i64));
+            }
+            BinInt1 => {
+                let v = r.read_byte()?;
+                self.push(Value::Int(v as i64));
+            }
+            BinInt2 => {
+                let v = read_u16(r)?;
+                self.push(Value::Int(v as i64));
+            }
+            Long => {
+                let line = r.read_line()?;
+                let p = text::parse_long(&line)
+                    .ok_or_else(|| bad(format!("invalid literal for int() with base 0: {}", py_bytes_repr(&line))))?;
+                let v = self.new_int(p);
+                self.push(v);
+            }
+            Long1 | Long4 => {
+                let n = read_len(r, op)?;
+                let b = r.read_exact(n)?;
+                let v = decode_long(&b);
+                let v = self.new_int(v);
+                self.push(v);
+            }
+            None => self.push(Value::None),
+            NewTrue => self.push(Value::Bool(true)),
+            NewFalse => self.push(Value::Bool(false)),
+            PersId => {
+                let line = r.read_line()?;
+                if !line.is_ascii() {
+                    return Err(bad("persistent IDs in protocol 0 must be ASCII strings"));
+                }
+                let s = PyStr::new(std::string::String::from_utf8(line.to_vec()).expect("ascii"));
+                let pid = self.new_str(s);
+                let v = self.persistent(pid)?;
+                self.push(v);
+            }
+            BinPersId => {
+                let pid = self.pop()?;
+                let v = self.persistent(pid)?;
+                self.push(v);
+            }
+            Reduce => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let v = self.reduce(callable, args)?;
+                self.push(v);
+            }
+            String => {
+                let line = r.read_line()?;
+                let quoted = line.len() >= 2 && line[0] == line[line.len() - 1] && matches!(line[0], b'"' | b'\'');
+                if !quoted {
+                    return Err(bad("the STRING opcode argument must be quoted"));
+                }
+                let raw = text::escape_decode(&line[1..line.len() - 1]).map_err(bad)?;
+                let v = self.py2_str(&raw)?;
+                self.push(v);
+            }
+            BinString | ShortBinString => {
+                let n = read_len(r, op)?;
+                let raw = r.read_exact(n)?.to_vec();
+                let v = self.py2_str(&raw)?;
+                self.push(v);
+            }
+            Unicode => {
+                let line = r.read_line()?;
+                let decoded = text::raw_unicode_escape_decode(&line).map_err(bad)?;
+                let s = PyStr::from_surrogatepass(decoded).expect("decoder writes surrogatepass UTF-8");
+                let v = self.new_str(s);
+                self.push(v);
+            }
+            BinUnicode | ShortBinUnicode | BinUnicode8 => {
+                let n = read_len(r, op)?;
+                let raw = r.read_exact(n)?.into_cow();
+                let v = self.utf8_str(raw)?;
+                self.push(v);
+            }
+            BinBytes | ShortBinBytes | BinBytes8 => {
+                let n = read_len(r, op)?;
+                let cow = r.read_exact(n)?.into_cow();
+                let v = self.new_bytes(cow);
+                self.push(v);
+            }
+            ByteArray8 => {
+                let n = read_len(r, op)?;
+                let data = r.read_exact(n)?.to_vec();
+                let v = self.add(Object::ByteArray(data));
+                self.push(v);
+            }
+            NextBuffer => {
+                let v = self.take_buffer()?;
+                self.push(v);
+            }
+            ReadonlyBuffer => {
+                let v = self.top()?;
+                match self.graph.object(v) {
+                    Some(Object::Bytes(_)) => {}
+                    Some(Object::ByteArray(data)) => {
+                        let data = data.clone();
+                        let b = self.add(Object::Buffer(PickleBuffer { data, readonly: true }));
+                        *self.stack.last_mut().expect("top") = b;
+                    }
+                    _ => match v.obj_id().map(|id| self.graph.get_mut(id)) {
+                        Some(Object::Buffer(b)) => b.readonly = true,
+                        _ if self.noload => {}
+                        _ => return Err(bad("READONLY_BUFFER needs a buffer on the stack")),
+                    },
+                }
+            }
+            EmptyTuple => {
+                let v = self.add(Object::Tuple(Vec::new()));
+                self.push(v);
+            }
+            Tuple => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                let v = self.add(Object::Tuple(items));
+                self.push(v);
+            }
+            Tuple1 | Tuple2 | Tuple3 => {
+                let n = (op as u8 - Tuple1 as u8 + 1) as usize;
+                if self.stack.len() < self.fence + n {
+                    return Err(underflow());
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                let v = self.add(Object::Tuple(items));
+                self.push(v);
+            }
+            EmptyList => {
+                let v = self.add(Object::List(Vec::new()));
+                self.push(v);
+            }
+            List => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                let v = self.add(Object::List(items));
+                self.push(v);
+            }
+            Append => {
+                let item = self.pop()?;
+                let target = self.top()?;
+                self.append(target, &[item])?;
+            }
+            Appends => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                let target = self.top()?;
+                self.append(target, &items)?;
+            }
+            EmptyDict => {
+                let v = self.add(Object::Dict(Default::default()));
+                self.push(v);
+            }
+            Dict => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                if items.len() % 2 != 0 {
+                    return Err(bad("odd number of items for DICT"));
+                }
+                let v = self.add(Object::Dict(Default::default()));
+                self.set_items(v, &items)?;
+                self.push(v);
+            }
+            SetItem => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let target = self.top()?;
+                self.set_items(target, &[key, value])?;
+            }
+            SetItems => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                if items.len() % 2 != 0 {
+                    return Err(bad("odd number of items for SETITEMS"));
+                }
+                let target = self.top()?;
+                self.set_items(target, &items)?;
+            }
+            EmptySet => {
+                let v = self.add(Object::Set(Default::default()));
+                self.push(v);
+            }
+            AddItems => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                let target = self.top()?;
+                self.add_items(target, &items)?;
+            }
+            FrozenSet => {
+                let start = self.pop_mark()?;
+                let items = self.stack.split_off(start);
+                let v = self.graph.frozenset(items).map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
+                self.push(v);
+            }
+            Get => {
+                let line = r.read_line()?;
+                let key = Self::text_memo_key(&line, "GET")?;
+                let v = self.memo_lookup(key)?;
+                self.push(v);
+            }
+            BinGet => {
+                let key = r.read_byte()? as u64;
+                let v = self.memo_lookup(key)?;
+                self.push(v);
+            }
+            LongBinGet => {
+                let key = read_u32(r)? as u64;
+                let v = self.memo_lookup(key)?;
+                self.push(v);
+            }
+            Put => {
+                let line = r.read_line()?;
+                let key = Self::text_memo_key(&line, "PUT")?;
+                self.memo_put(key)?;
+            }
+            BinPut => {
+                let key = r.read_byte()? as u64;
+                self.memo_put(key)?;
+            }
+            LongBinPut => {
+                let key = read_u32(r)? as u64;
+                self.memo_put(key)?;
+            }
+            Memoize => {
+                let key = self.memo.len as u64;
+                self.memo_put(key)?;
+            }
+            Global | Inst => {
+                let (module, name) = match ops::read_arg(r, op)? {
+                    ops::Arg::Pair(m, n) => (m, n),
+                    _ => unreachable!("GLOBAL and INST take a pair"),
+                };
+                let module = std::string::String::from_utf8(module).map_err(|_| bad("GLOBAL module is not UTF-8"))?;
+                let name = std::string::String::from_utf8(name).map_err(|_| bad("GLOBAL name is not UTF-8"))?;
+                let class = self.global(&module, &name)?;
+                let v = if op == Inst {
+                    let start = self.pop_mark()?;
+                    let items = self.stack.split_off(start);
+                    let args = self.add(Object::Tuple(items));
+                    self.new_instance(class, Construct::Inst, args, Option::None)
+                } else {
+                    class
+                };
+                self.push(v);
+            }
+            StackGlobal => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Some(m), Some(n)) = (self.graph.view(module).as_pystr(), self.graph.view(name).as_pystr()) else {
+                    return Err(bad("STACK_GLOBAL requires str"));
+                };
+                let (m, n) = (m.to_string_lossy().into_owned(), n.to_string_lossy().into_owned());
+                let v = self.global(&m, &n)?;
+                self.push(v);
+            }
+            Obj => {
+                let start = self.pop_mark()?;
+                let mut items = self.stack.split_off(start);
+                if items.is_empty() {
+                    return Err(underflow());
+                }
+                let class = items.remove(0);
+                let args = self.add(Object::Tuple(items));
+                let v = self.new_instance(class, Construct::Obj, args, Option::None);
+                self.push(v);
+            }
+            NewObj => {
+                let args = self.pop()?;
+                let class = self.pop()?;
+                if !self.noload {
+                    if !self.is_callable(class) {
+                        return Err(bad("NEWOBJ class argument isn't a type object"));
+                    }
+                    if self.tuple_items(args).is_none() {
+                        return Err(bad("NEWOBJ expected an arg tuple."));
+                    }
+                }
+                let v = self.new_instance(class, Construct::NewObj, args, Option::None);
+                self.push(v);
+            }
+            NewObjEx => {
+                let kwargs = self.pop()?;
+                let args = self.pop()?;
+                let class = self.pop()?;
+                if !self.noload {
+                    if !self.is_callable(class) {
+                        return Err(bad(format!("NEWOBJ_EX class argument must be a type, not {}", self.type_name(class))));
+                    }
+                    if self.tuple_items(args).is_none() {
+                        return Err(bad(format!("NEWOBJ_EX args argument must be a tuple, not {}", self.type_name(args))));
+                    }
+                    if self.graph.view(kwargs).as_dict().is_none() {
+                        return Err(bad(format!("NEWOBJ_EX kwargs argument must be a dict, not {}", self.type_name(kwargs))));
+                    }
+                }
+                let v = self.new_instance(class, Construct::NewObjEx, args, Some(kwargs));
+                self.push(v);
+            }
+            Build => {
+                let state = self.pop()?;
+                let target = self.top()?;
+                self.build(target, state)?;
+            }
+            Ext1 | Ext2 | Ext4 => {
+                let code = match op {
+                    Ext1 => r.read_byte()? as i64,
+                    Ext2 => read_u16(r)? as i64,
+                    _ => read_i32(r)? as i64,
+                };
+                if code <= 0 {
+                    return Err(bad("EXT specifies code <= 0"));
+                }
+                let code = code as u32;
+                let v = match self.extensions.get(&code).cloned() {
+                    Some((m, n)) => self.global(&m, &n)?,
+                    Option::None if self.noload => Value::None,
+                    Option::None => self.add(Object::Extension(code)),
+                };
+                self.push(v);
+            }
+            Proto => {
+                let p = r.read_byte()?;
+                if p > HIGHEST_PROTOCOL {
+                    return Err(Error::unpickling_msg(format!("unsupported pickle protocol: {p}")));
+                }
+                self.proto = p;
+            }
+            Frame => {
+                let n = read_u64(r)?;
+                r.begin_frame(n)?;
+            }
+            BinFloat => {
+                let f = read_f64(r)?;
+                self.push(Value::Float(f));
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Little-endian two's complement (`LONG1` / `LONG4`), as `pickle.decode_long`.
+fn decode_long(b: &[u8]) -> ParsedInt {
+    if b.len() <= 8 {
+        let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
+        buf[..b.len()].copy_from_slice(b);
+        return ParsedInt::Small(i64::from_le_bytes(buf));
+    }
+    text::small_or_big(BigInt::from_signed_bytes_le(b))
+}
+
+/// Encodes a str as Latin-1, if every code point fits.
+fn latin1_encode(s: &PyStr) -> Option<Vec<u8>> {
+    s.code_points().map(|c| u8::try_from(c).ok()).collect()
+}
+
+fn py_bytes_repr(b: &[u8]) -> std::string::String {
+    let mut s = std::string::String::new();
+    let _ = crate::value::write_bytes_repr(&mut s, b);
+    s
+}
