@@ -1,5 +1,6 @@
 //! The `pikl` command: inspect, check and convert Python pickle files.
 
+mod convert;
 mod input;
 mod show;
 
@@ -21,6 +22,9 @@ enum Command {
     /// Print each pickle of the stream as Python's repr, one line each.
     #[command(after_help = "Example:\n  pikl show data.pkl\n  python3 -c 'import pickle,sys; pickle.dump([1, 2], sys.stdout.buffer)' | pikl show")]
     Show(show::Args),
+    /// Re-pickle every pickle of the stream at another protocol, byte for byte as CPython.
+    #[command(after_help = "Example:\n  pikl convert --protocol 5 old.pkl -o new.pkl")]
+    Convert(convert::Args),
 }
 
 /// How a run ended, mapped to the exit status: 0 success, 1 bad data, 2 usage.
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Show(args) => show::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

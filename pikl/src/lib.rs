@@ -11,12 +11,15 @@ pub mod compat;
 pub mod error;
 pub mod opcodes;
 pub mod ops;
+mod frame_writer;
+mod pickler;
 pub mod read;
 mod text;
 mod unpickler;
 pub mod value;
 
 pub use codec::{DecodeErrors, Encoding};
+pub use pickler::{dump, dumps, resolve_protocol, BufferCallback, PersistentId, Pickler, PicklerMemo, DEFAULT_PROTOCOL};
 pub use unpickler::{FindClass, PersistentLoad, Unpickler, UnpicklerOptions, HIGHEST_PROTOCOL};
 
 pub use error::{Category, Error, Result};

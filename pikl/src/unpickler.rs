@@ -104,7 +104,7 @@ impl Memo {
 #[derive(Default)]
 struct Interned {
     strs: HashMap<u32, ObjId>,
-    bytes: HashMap<u16, ObjId>,
+    empty_bytes: Option<ObjId>,
     globals: HashMap<(String, String), ObjId>,
 }
 
@@ -345,17 +345,26 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.add(Object::Str(s))
     }
 
+    /// A bytes object; the empty one is CPython's singleton.
     fn new_bytes(&mut self, b: Cow<'de, [u8]>) -> Value {
-        if b.len() <= 1 {
-            let key = b.first().map_or(u16::MAX, |&c| c as u16);
-            if let Some(&id) = self.interned.bytes.get(&key) {
+        if b.is_empty() {
+            if let Some(id) = self.interned.empty_bytes {
                 return Value::Obj(id);
             }
             let v = self.add(Object::Bytes(b));
-            self.interned.bytes.insert(key, v.obj_id().expect("object"));
+            self.interned.empty_bytes = v.obj_id();
             return v;
         }
         self.add(Object::Bytes(b))
+    }
+
+    /// A bytes object made from a buffer, as `PyBytes_FromStringAndSize` makes it: one-byte
+    /// results are CPython's shared singletons too.
+    fn new_bytes_copied(&mut self, b: Cow<'de, [u8]>) -> Value {
+        match *b {
+            [c] => self.graph.byte_singleton(c),
+            _ => self.new_bytes(b),
+        }
     }
 
     fn new_int(&mut self, p: ParsedInt) -> Value {
@@ -375,7 +384,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// A Python 2 `str`, decoded per the `encoding` option.
     fn py2_str(&mut self, raw: &[u8]) -> Result<Value> {
         if self.opts.encoding == Encoding::Bytes {
-            return Ok(self.new_bytes(Cow::Owned(raw.to_vec())));
+            return Ok(self.new_bytes_copied(Cow::Owned(raw.to_vec())));
         }
         let decoded = codec::decode(raw, self.opts.encoding, self.opts.errors).map_err(|e| bad(e.to_string()))?;
         let s = PyStr::from_surrogatepass(decoded).expect("decoder writes surrogatepass UTF-8");
@@ -494,7 +503,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             ("encode", [s, enc]) => match (g.view(*s).as_pystr(), g.view(*enc).as_str()) {
                 (Some(s), Some(e)) if Encoding::from_name(e) == Some(Encoding::Latin1) => match latin1_encode(s) {
-                    Some(data) => return Ok(Some(self.new_bytes(Cow::Owned(data)))),
+                    Some(data) => return Ok(Some(self.new_bytes_copied(Cow::Owned(data)))),
                     None => return Ok(None),
                 },
                 _ => return Ok(None),

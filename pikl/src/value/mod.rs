@@ -21,7 +21,7 @@ use num_bigint::BigInt;
 pub use collections::{Dict, Set};
 pub use pystr::{CodePoints, PyStr};
 pub use repr::ReprOptions;
-pub(crate) use repr::write_bytes_repr;
+pub(crate) use repr::{format_float, write_bytes_repr};
 pub use view::ValueRef;
 
 pub(crate) use pystr::push_code_point;
@@ -221,12 +221,29 @@ pub struct Unhashable(pub &'static str);
 #[derive(Clone, Debug, Default)]
 pub struct Graph<'a> {
     objects: Vec<Object<'a>>,
+    /// CPython's one-byte bytes singletons, by byte.
+    byte_singletons: Vec<(u8, ObjId)>,
 }
 
 impl<'a> Graph<'a> {
     /// An empty graph.
     pub fn new() -> Self {
-        Graph { objects: Vec::new() }
+        Graph { objects: Vec::new(), byte_singletons: Vec::new() }
+    }
+
+    /// CPython's shared one-byte bytes object for `b` (as `_codecs.encode` returns it).
+    pub fn byte_singleton(&mut self, b: u8) -> Value {
+        if let Some(&(_, id)) = self.byte_singletons.iter().find(|(c, _)| *c == b) {
+            return Value::Obj(id);
+        }
+        let v = self.add(Object::Bytes(Cow::Owned(vec![b])));
+        self.byte_singletons.push((b, v.obj_id().expect("object")));
+        v
+    }
+
+    /// True when `id` is the shared one-byte bytes object of [`Graph::byte_singleton`].
+    pub fn is_byte_singleton(&self, id: ObjId) -> bool {
+        self.byte_singletons.iter().any(|&(_, i)| i == id)
     }
 
     /// Number of objects.
@@ -280,7 +297,10 @@ impl<'a> Graph<'a> {
 
     /// A copy that owns all its bytes (no borrow of the input left).
     pub fn into_owned(self) -> Graph<'static> {
-        Graph { objects: self.objects.into_iter().map(Object::into_owned).collect() }
+        Graph {
+            objects: self.objects.into_iter().map(Object::into_owned).collect(),
+            byte_singletons: self.byte_singletons,
+        }
     }
 
     // ---- building ----

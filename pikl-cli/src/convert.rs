@@ -1,0 +1,63 @@
+//! `pikl convert`: re-pickle every pickle of a stream at another protocol, as CPython would.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+
+use pikl::{Pickler, Unpickler};
+
+use crate::input;
+use crate::Failure;
+
+/// Arguments of `pikl convert`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Protocol to write, 0 to 5; negative means the highest.
+    #[arg(short, long, allow_hyphen_values = true)]
+    protocol: i32,
+    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, cp1252 or bytes.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// What to do with undecodable Python 2 str bytes: strict, replace, ignore,
+    /// backslashreplace, surrogateescape.
+    #[arg(long)]
+    errors: Option<String>,
+    /// Write here instead of stdout.
+    #[arg(short, long)]
+    output: Option<String>,
+    /// The pickle file; `-` or omitted for stdin.
+    file: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
+    let proto = pikl::resolve_protocol(Some(args.protocol)).map_err(|e| Failure::Usage(e.to_string()))?;
+    let inp = input::open(args.file.as_deref())?;
+    let out: Box<dyn Write> = match args.output.as_deref() {
+        None | Some("-") => Box::new(io::stdout().lock()),
+        Some(path) => Box::new(File::create(path).map_err(|e| Failure::BadData(format!("{path}: {e}")))?),
+    };
+    let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
+    let mut p = Pickler::new(BufWriter::with_capacity(1 << 16, out), Some(proto as i32)).expect("valid protocol");
+    let mut first = true;
+    loop {
+        match u.at_end() {
+            Ok(true) if !first => break,
+            Ok(_) => {}
+            Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
+        }
+        first = false;
+        let v = u.load().map_err(|e| Failure::BadData(format!("{}: {e}", inp.name)))?;
+        if let Err(e) = p.dump(u.graph(), v) {
+            if e.category() == pikl::Category::Io {
+                let broken = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .is_some_and(input::is_broken_pipe);
+                if broken {
+                    return Ok(());
+                }
+            }
+            return Err(Failure::BadData(format!("{}: {e}", inp.name)));
+        }
+    }
+    Ok(())
+}

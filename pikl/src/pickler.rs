@@ -1,0 +1,1080 @@
+//! The pickler: writes a [`Graph`] the way CPython 3.11's C pickler writes the same objects.
+//!
+//! Byte-identical output needs CPython's choices, all made here: which objects are memoized
+//! (by identity, with CPython's singletons — empty and one-character Latin-1 strs, empty and
+//! one-byte bytes, classes — memoized by content), the shortest int opcodes, batches of 1000
+//! for APPENDS / SETITEMS / ADDITEMS, recursive tuples (POP_MARK or POPs, then GET), the
+//! reductions used below an opcode's protocol (`_codecs.encode` for bytes, `set` / `frozenset`
+//! / `bytearray` calls), Python 2 names below protocol 3, and framing. Saving is iterative: a
+//! graph nested a million deep is written without recursion.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::compat;
+use crate::error::{Error, Result};
+use crate::frame_writer::FrameWriter;
+use crate::opcodes::Opcode as Op;
+use crate::value::{Construct, Graph, Instance, Object, PickleBuffer, PyStr, Value, ValueRef};
+
+/// The protocol used when none is given, as the seed documents (Python 2's default).
+pub const DEFAULT_PROTOCOL: u8 = 0;
+
+/// Items per APPENDS / SETITEMS / ADDITEMS batch.
+const BATCH: usize = 1000;
+
+/// Resolves a protocol argument as Python does: `None` → [`DEFAULT_PROTOCOL`], negative → the
+/// highest, above 5 → an error.
+pub fn resolve_protocol(protocol: Option<i32>) -> Result<u8> {
+    match protocol {
+        None => Ok(DEFAULT_PROTOCOL),
+        Some(p) if p < 0 => Ok(crate::HIGHEST_PROTOCOL),
+        Some(p) if p <= crate::HIGHEST_PROTOCOL as i32 => Ok(p as u8),
+        Some(p) => Err(Error::pickling(format!("pickle protocol must be <= {}, not {p}", crate::HIGHEST_PROTOCOL))),
+    }
+}
+
+/// What the memo is keyed by: an object's identity, or the content of a CPython singleton.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Obj(u32),
+    /// A one-character Latin-1 str (`u32::MAX` for the empty str).
+    Char(u32),
+    /// A one-byte bytes (`256` for the empty bytes).
+    Byte(u16),
+    /// A class or function by (module, qualified name).
+    Global(String, String),
+    /// A module name str written by STACK_GLOBAL.
+    Module(String),
+    /// The interned `'latin1'` str of `_codecs.encode` reductions.
+    Latin1,
+}
+
+/// The pickler's memo: which objects were written, under which index.
+#[derive(Default)]
+pub struct PicklerMemo {
+    objs: Vec<u32>,
+    other: HashMap<Key, u32>,
+    len: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl PicklerMemo {
+    fn get(&self, key: &Key) -> Option<u32> {
+        match key {
+            Key::Obj(i) => self.objs.get(*i as usize).copied().filter(|&x| x != NONE),
+            k => self.other.get(k).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: Option<Key>) -> u32 {
+        let idx = self.len;
+        self.len += 1;
+        match key {
+            Some(Key::Obj(i)) => {
+                let i = i as usize;
+                if i >= self.objs.len() {
+                    self.objs.resize(i + 1, NONE);
+                }
+                self.objs[i] = idx;
+            }
+            Some(k) => {
+                self.other.insert(k, idx);
+            }
+            None => {}
+        }
+        idx
+    }
+
+    /// Number of memo entries.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when nothing is memoized.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memo index of a graph object, if it was written.
+    pub fn index_of(&self, v: Value) -> Option<u32> {
+        v.obj_id().and_then(|id| self.get(&Key::Obj(id.0)))
+    }
+}
+
+/// Decides which objects are written as persistent ids (Python's `persistent_id`).
+pub type PersistentId<'h> = Box<dyn FnMut(ValueRef<'_, '_>) -> Option<Value> + 'h>;
+/// Receives protocol 5 buffers; returning `false` sends a buffer out of band.
+pub type BufferCallback<'h> = Box<dyn FnMut(&PickleBuffer) -> bool + 'h>;
+
+/// Writes pickles to a [`Write`], CPython's way. One pickler may `dump` many times with one
+/// memo, so an object dumped twice is written once and then referenced.
+///
+/// If `dump` fails, committed frames (protocol 4+) and payloads of 64 KiB or more written so
+/// far may already have reached the writer; use [`dumps`] for all-or-nothing output.
+pub struct Pickler<'h, W: Write> {
+    out: FrameWriter<W>,
+    proto: u8,
+    memo: PicklerMemo,
+    fix_imports: bool,
+    persistent_id: Option<PersistentId<'h>>,
+    buffer_callback: Option<BufferCallback<'h>>,
+    extensions: HashMap<(String, String), u32>,
+    extension_names: HashMap<u32, (String, String)>,
+}
+
+/// One step of the iterative save.
+/// Which of CPython's batching loops writes the items.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Batching {
+    /// `batch_list_exact` / `batch_dict_exact` on a list or dict, before the first batch.
+    ExactFirst,
+    /// The same, after the first batch.
+    Exact,
+    /// `batch_list` / `batch_dict` on a reduction's `listitems` / `dictitems`.
+    Iter,
+}
+
+enum Task<'g> {
+    Save(Value),
+    /// Save without consulting `persistent_id` (a persistent id itself).
+    SaveNoPers(Value),
+    Op(u8),
+    Str(&'g str, Option<Key>),
+    OwnedStr(String, Option<Key>),
+    /// A bytes object CPython creates on the fly (fresh, or a singleton when short).
+    FreshBytes(&'g [u8]),
+    Global(&'g str, &'g str),
+    /// Memoize an object just written (or a fresh helper object when `None`).
+    Put(Option<Key>),
+    /// After a tuple's items: TUPLE / TUPLEn, or POP(_MARK) + GET if it turned up in the memo.
+    TupleEnd { key: Key, len: usize, marked: bool },
+    FrozenSetEnd(Key),
+    /// After a REDUCE / NEWOBJ: memoize (or POP + GET if recursive), then items and state.
+    ReduceEnd { key: Key, inst: &'g Instance, list: &'g [Value], dict: &'g [(Value, Value)] },
+    Appends { items: &'g [Value], batching: Batching },
+    SetItems { items: &'g [(Value, Value)], batching: Batching },
+    AddItems(&'g [Value]),
+}
+
+impl<'h, W: Write> Pickler<'h, W> {
+    /// A pickler writing `protocol` (see [`resolve_protocol`]).
+    pub fn new(out: W, protocol: Option<i32>) -> Result<Self> {
+        Ok(Pickler {
+            out: FrameWriter::new(out),
+            proto: resolve_protocol(protocol)?,
+            memo: PicklerMemo::default(),
+            fix_imports: true,
+            persistent_id: None,
+            buffer_callback: None,
+            extensions: HashMap::new(),
+            extension_names: HashMap::new(),
+        })
+    }
+
+    /// A pickler with Python's deprecated `bin` flag: protocol 1 when true, else 0.
+    #[deprecated(note = "use `Pickler::new(out, Some(1))`: the `bin` flag is Python 2's")]
+    pub fn with_bin(out: W, bin: bool) -> Self {
+        Self::new(out, Some(bin as i32)).expect("protocols 0 and 1 are valid")
+    }
+
+    /// The protocol written.
+    pub fn protocol(&self) -> u8 {
+        self.proto
+    }
+
+    /// Writes Python 3 names (no `fix_imports` mapping) below protocol 3 when `false`.
+    pub fn set_fix_imports(&mut self, on: bool) {
+        self.fix_imports = on;
+    }
+
+    /// Writes objects for which `f` returns an id as that persistent id instead.
+    pub fn set_persistent_id(&mut self, f: impl FnMut(ValueRef<'_, '_>) -> Option<Value> + 'h) {
+        self.persistent_id = Some(Box::new(f));
+    }
+
+    /// At protocol 5, asks `f` about each buffer: `false` sends it out of band (NEXT_BUFFER).
+    pub fn set_buffer_callback(&mut self, f: impl FnMut(&PickleBuffer) -> bool + 'h) {
+        self.buffer_callback = Some(Box::new(f));
+    }
+
+    /// Registers an extension code (`copyreg.add_extension`): at protocol 2+ the global is
+    /// written as EXT1/2/4, and an [`Object::Extension`] with that code can be named below.
+    pub fn add_extension(&mut self, module: &str, name: &str, code: u32) {
+        self.extensions.insert((module.into(), name.into()), code);
+        self.extension_names.insert(code, (module.into(), name.into()));
+    }
+
+    /// The memo.
+    pub fn memo(&self) -> &PicklerMemo {
+        &self.memo
+    }
+
+    /// Forgets the memo: objects dumped before are written again in full.
+    pub fn clear_memo(&mut self) {
+        self.memo = PicklerMemo::default();
+    }
+
+    /// The writer.
+    pub fn get_ref(&self) -> &W {
+        self.out.get_ref()
+    }
+
+    /// The writer, giving up the pickler.
+    pub fn into_inner(self) -> W {
+        self.out.into_inner()
+    }
+
+    /// Writes one pickle of `v` (a value of `graph`). The memo is kept across calls, so pass
+    /// the same graph each time.
+    pub fn dump(&mut self, graph: &Graph, v: Value) -> Result<()> {
+        if self.proto >= 2 {
+            self.out.write(&[Op::Proto as u8, self.proto]);
+        }
+        if self.proto >= 4 {
+            self.out.set_framing(true);
+        }
+        let res = self.save_all(graph, v);
+        if let Err(e) = res {
+            self.out.discard();
+            return Err(e);
+        }
+        self.out.write_byte(Op::Stop as u8);
+        self.out.finish()
+    }
+
+    fn save_all<'g>(&mut self, g: &'g Graph, root: Value) -> Result<()> {
+        let mut tasks: Vec<Task<'g>> = vec![Task::Save(root)];
+        while let Some(task) = tasks.pop() {
+            match task {
+                Task::Save(v) => {
+                    self.out.boundary()?;
+                    if let Some(f) = self.persistent_id.as_mut() {
+                        if let Some(pid) = f(g.view(v)) {
+                            self.save_pers(g, pid, &mut tasks)?;
+                            continue;
+                        }
+                    }
+                    self.save(g, v, &mut tasks)?;
+                }
+                Task::SaveNoPers(v) => {
+                    self.out.boundary()?;
+                    self.save(g, v, &mut tasks)?;
+                }
+                Task::Op(op) => self.out.write_byte(op),
+                Task::Str(s, key) => {
+                    self.out.boundary()?;
+                    self.save_text(s, key)?;
+                }
+                Task::OwnedStr(s, key) => {
+                    self.out.boundary()?;
+                    self.save_text(&s, key)?;
+                }
+                Task::FreshBytes(b) => {
+                    self.out.boundary()?;
+                    let key = singleton_bytes_key(b);
+                    if !key.as_ref().is_some_and(|k| self.try_get(k)) {
+                        self.save_bytes(b, key, &mut tasks)?;
+                    }
+                }
+                Task::Global(m, n) => {
+                    self.out.boundary()?;
+                    self.save_global(m, n, &mut tasks)?;
+                }
+                Task::Put(key) => self.put(key),
+                Task::TupleEnd { key, len, marked } => {
+                    if self.memo.get(&key).is_some() {
+                        if !marked {
+                            for _ in 0..len {
+                                self.out.write_byte(Op::Pop as u8);
+                            }
+                        } else if self.proto >= 1 {
+                            self.out.write_byte(Op::PopMark as u8);
+                        } else {
+                            for _ in 0..=len {
+                                self.out.write_byte(Op::Pop as u8);
+                            }
+                        }
+                        self.get(&key);
+                    } else {
+                        self.out.write_byte(match (marked, len) {
+                            (true, _) => Op::Tuple as u8,
+                            (false, 1) => Op::Tuple1 as u8,
+                            (false, 2) => Op::Tuple2 as u8,
+                            _ => Op::Tuple3 as u8,
+                        });
+                        self.put(Some(key));
+                    }
+                }
+                Task::FrozenSetEnd(key) => {
+                    if self.memo.get(&key).is_some() {
+                        self.out.write_byte(Op::PopMark as u8);
+                        self.get(&key);
+                    } else {
+                        self.out.write_byte(Op::FrozenSet as u8);
+                        self.put(Some(key));
+                    }
+                }
+                Task::ReduceEnd { key, inst, list, dict } => {
+                    if self.memo.get(&key).is_some() {
+                        self.out.write_byte(Op::Pop as u8);
+                        self.get(&key);
+                        continue;
+                    }
+                    self.put(Some(key));
+                    if let Some(state) = inst.state.filter(|&s| s != Value::None) {
+                        tasks.push(Task::Op(Op::Build as u8));
+                        tasks.push(Task::Save(state));
+                    }
+                    if !dict.is_empty() {
+                        tasks.push(Task::SetItems { items: dict, batching: Batching::Iter });
+                    }
+                    if !list.is_empty() {
+                        tasks.push(Task::Appends { items: list, batching: Batching::Iter });
+                    }
+                }
+                Task::Appends { items, batching } => self.batch_appends(items, batching, &mut tasks),
+                Task::SetItems { items, batching } => self.batch_setitems(items, batching, &mut tasks),
+                Task::AddItems(items) => {
+                    let n = items.len().min(BATCH);
+                    self.out.write_byte(Op::Mark as u8);
+                    if n == BATCH {
+                        tasks.push(Task::AddItems(&items[n..]));
+                    }
+                    tasks.push(Task::Op(Op::AddItems as u8));
+                    tasks.extend(items[..n].iter().rev().map(|&v| Task::Save(v)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- memo ----
+
+    fn put(&mut self, key: Option<Key>) {
+        let idx = self.memo.insert(key);
+        if self.proto >= 4 {
+            self.out.write_byte(Op::Memoize as u8);
+        } else if self.proto >= 1 {
+            if idx < 256 {
+                self.out.write(&[Op::BinPut as u8, idx as u8]);
+            } else {
+                self.out.write_byte(Op::LongBinPut as u8);
+                self.out.write(&idx.to_le_bytes());
+            }
+        } else {
+            self.out.write_byte(Op::Put as u8);
+            self.out.write(itoa::Buffer::new().format(idx).as_bytes());
+            self.out.write_byte(b'\n');
+        }
+    }
+
+    fn get(&mut self, key: &Key) {
+        let idx = self.memo.get(key).expect("memoized");
+        self.write_get(idx);
+    }
+
+    fn write_get(&mut self, idx: u32) {
+        if self.proto >= 1 {
+            if idx < 256 {
+                self.out.write(&[Op::BinGet as u8, idx as u8]);
+            } else {
+                self.out.write_byte(Op::LongBinGet as u8);
+                self.out.write(&idx.to_le_bytes());
+            }
+        } else {
+            self.out.write_byte(Op::Get as u8);
+            self.out.write(itoa::Buffer::new().format(idx).as_bytes());
+            self.out.write_byte(b'\n');
+        }
+    }
+
+    /// Writes a memo GET if `key` was written before.
+    fn try_get(&mut self, key: &Key) -> bool {
+        match self.memo.get(key) {
+            Some(idx) => {
+                self.write_get(idx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- atoms ----
+
+    fn save_int(&mut self, i: i64) {
+        if let Ok(small) = i32::try_from(i) {
+            if self.proto >= 1 {
+                if (0..=0xFF).contains(&small) {
+                    self.out.write(&[Op::BinInt1 as u8, small as u8]);
+                } else if (0..=0xFFFF).contains(&small) {
+                    let b = (small as u16).to_le_bytes();
+                    self.out.write(&[Op::BinInt2 as u8, b[0], b[1]]);
+                } else {
+                    self.out.write_byte(Op::BinInt as u8);
+                    self.out.write(&small.to_le_bytes());
+                }
+            } else {
+                self.out.write_byte(Op::Int as u8);
+                self.out.write(itoa::Buffer::new().format(small).as_bytes());
+                self.out.write_byte(b'\n');
+            }
+            return;
+        }
+        if self.proto >= 2 {
+            let b = i.to_le_bytes();
+            let mut n = 8;
+            while n > 1 && ((b[n - 1] == 0 && b[n - 2] & 0x80 == 0) || (b[n - 1] == 0xFF && b[n - 2] & 0x80 != 0)) {
+                n -= 1;
+            }
+            self.out.write(&[Op::Long1 as u8, n as u8]);
+            self.out.write(&b[..n]);
+        } else {
+            self.out.write_byte(Op::Long as u8);
+            self.out.write(itoa::Buffer::new().format(i).as_bytes());
+            self.out.write(b"L\n");
+        }
+    }
+
+    fn save_bigint(&mut self, i: &num_bigint::BigInt) {
+        if self.proto >= 2 {
+            let b = i.to_signed_bytes_le();
+            if b.len() < 256 {
+                self.out.write(&[Op::Long1 as u8, b.len() as u8]);
+            } else {
+                self.out.write_byte(Op::Long4 as u8);
+                self.out.write(&(b.len() as u32).to_le_bytes());
+            }
+            self.out.write(&b);
+        } else {
+            self.out.write_byte(Op::Long as u8);
+            self.out.write(i.to_string().as_bytes());
+            self.out.write(b"L\n");
+        }
+    }
+
+    fn save_float(&mut self, f: f64) {
+        if self.proto >= 1 {
+            self.out.write_byte(Op::BinFloat as u8);
+            self.out.write(&f.to_be_bytes());
+        } else {
+            let mut s = String::with_capacity(24);
+            s.push('F');
+            crate::value::format_float(&mut s, f, true);
+            s.push('\n');
+            self.out.write(s.as_bytes());
+        }
+    }
+
+    /// A str: its memo key is its content for CPython's singletons, else `key`.
+    fn save_pystr(&mut self, s: &PyStr, key: Option<Key>) -> Result<()> {
+        let key = singleton_str_key(s).or(key);
+        if let Some(k) = &key {
+            if self.try_get(k) {
+                return Ok(());
+            }
+        }
+        let bytes = s.as_bytes();
+        if self.proto >= 1 {
+            let n = bytes.len();
+            if n <= 0xFF && self.proto >= 4 {
+                self.out.write_payload(&[Op::ShortBinUnicode as u8, n as u8], bytes)?;
+            } else if n > 0xFFFF_FFFF {
+                if self.proto < 4 {
+                    return Err(Error::pickling("cannot serialize a string larger than 4GiB"));
+                }
+                let mut h = vec![Op::BinUnicode8 as u8];
+                h.extend_from_slice(&(n as u64).to_le_bytes());
+                self.out.write_payload(&h, bytes)?;
+            } else {
+                let mut h = [Op::BinUnicode as u8, 0, 0, 0, 0];
+                h[1..].copy_from_slice(&(n as u32).to_le_bytes());
+                self.out.write_payload(&h, bytes)?;
+            }
+        } else {
+            let mut text = Vec::with_capacity(bytes.len() + 2);
+            text.push(Op::Unicode as u8);
+            raw_unicode_escape(s, &mut text);
+            text.push(b'\n');
+            self.out.write(&text);
+        }
+        self.put(key);
+        Ok(())
+    }
+
+    fn save_text(&mut self, s: &str, key: Option<Key>) -> Result<()> {
+        self.save_pystr(&PyStr::new(s), key)
+    }
+
+    fn save_bytes_data(&mut self, b: &[u8], key: Option<Key>) -> Result<()> {
+        let n = b.len();
+        if n <= 0xFF {
+            self.out.write_payload(&[Op::ShortBinBytes as u8, n as u8], b)?;
+        } else if n <= 0xFFFF_FFFF {
+            let mut h = [Op::BinBytes as u8, 0, 0, 0, 0];
+            h[1..].copy_from_slice(&(n as u32).to_le_bytes());
+            self.out.write_payload(&h, b)?;
+        } else {
+            if self.proto < 4 {
+                return Err(Error::pickling("cannot serialize a bytes object larger than 4 GiB"));
+            }
+            let mut h = vec![Op::BinBytes8 as u8];
+            h.extend_from_slice(&(n as u64).to_le_bytes());
+            self.out.write_payload(&h, b)?;
+        }
+        self.put(key);
+        Ok(())
+    }
+
+    fn save_bytearray_data(&mut self, b: &[u8], key: Option<Key>) -> Result<()> {
+        let mut h = vec![Op::ByteArray8 as u8];
+        h.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        self.out.write_payload(&h, b)?;
+        self.put(key);
+        Ok(())
+    }
+
+    // ---- globals ----
+
+    fn save_global<'g>(&mut self, module: &'g str, name: &'g str, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        let key = Key::Global(module.to_owned(), name.to_owned());
+        if self.try_get(&key) {
+            return Ok(());
+        }
+        if self.proto >= 2 {
+            if let Some(&code) = self.extensions.get(&(module.to_owned(), name.to_owned())) {
+                self.write_ext(code);
+                return Ok(());
+            }
+        }
+        if self.proto >= 4 {
+            tasks.push(Task::Put(Some(key)));
+            tasks.push(Task::Op(Op::StackGlobal as u8));
+            tasks.push(Task::Str(name, None));
+            tasks.push(Task::Str(module, Some(Key::Module(module.to_owned()))));
+            return Ok(());
+        }
+        if let Some((parent, last)) = name.rsplit_once('.') {
+            // `getattr(parent, last)`, not memoized by the reduction itself.
+            tasks.push(Task::Put(Some(key)));
+            tasks.push(Task::Op(Op::Reduce as u8));
+            self.push_tuple_of(tasks, vec![TupleItem::Global(module, parent), TupleItem::Str(last)]);
+            tasks.push(Task::Global("builtins", "getattr"));
+            return Ok(());
+        }
+        let (m, n) = if self.proto < 3 && self.fix_imports { compat::map_py3_global(module, name) } else { (module, name) };
+        let encodable = |s: &str| self.proto == 3 || s.is_ascii();
+        if !encodable(m) {
+            return Err(Error::pickling(format!("can't pickle module identifier '{m}' using pickle protocol {}", self.proto)));
+        }
+        if !encodable(n) {
+            return Err(Error::pickling(format!("can't pickle global identifier '{n}' using pickle protocol {}", self.proto)));
+        }
+        let mut line = Vec::with_capacity(m.len() + n.len() + 3);
+        line.push(Op::Global as u8);
+        line.extend_from_slice(m.as_bytes());
+        line.push(b'\n');
+        line.extend_from_slice(n.as_bytes());
+        line.push(b'\n');
+        self.out.write(&line);
+        self.put(Some(key));
+        Ok(())
+    }
+
+    fn write_ext(&mut self, code: u32) {
+        if code <= 0xFF {
+            self.out.write(&[Op::Ext1 as u8, code as u8]);
+        } else if code <= 0xFFFF {
+            let b = (code as u16).to_le_bytes();
+            self.out.write(&[Op::Ext2 as u8, b[0], b[1]]);
+        } else {
+            self.out.write_byte(Op::Ext4 as u8);
+            self.out.write(&(code as i32).to_le_bytes());
+        }
+    }
+
+    /// Pushes tasks that write a fresh (never shared) tuple of helper items.
+    fn push_tuple_of<'g>(&mut self, tasks: &mut Vec<Task<'g>>, items: Vec<TupleItem<'g>>) {
+        let n = items.len();
+        if n == 0 {
+            tasks.push(Task::Op(Op::EmptyTuple as u8));
+            if self.proto == 0 {
+                tasks.pop();
+                tasks.push(Task::Op(Op::Tuple as u8));
+                tasks.push(Task::Op(Op::Mark as u8));
+            }
+            return;
+        }
+        tasks.push(Task::Put(None));
+        let short = n <= 3 && self.proto >= 2;
+        tasks.push(Task::Op(if short { [0, Op::Tuple1 as u8, Op::Tuple2 as u8, Op::Tuple3 as u8][n] } else { Op::Tuple as u8 }));
+        for item in items.into_iter().rev() {
+            tasks.push(match item {
+                TupleItem::Value(v) => Task::Save(v),
+                TupleItem::Str(s) => Task::Str(s, None),
+                TupleItem::OwnedStr(s) => Task::OwnedStr(s, None),
+                TupleItem::FreshBytes(b) => Task::FreshBytes(b),
+                TupleItem::Latin1 => Task::Str("latin1", Some(Key::Latin1)),
+                TupleItem::Global(m, n) => Task::Global(m, n),
+            });
+        }
+        if !short {
+            tasks.push(Task::Op(Op::Mark as u8));
+        }
+    }
+
+    // ---- objects ----
+
+    fn save_pers<'g>(&mut self, g: &'g Graph, pid: Value, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        if self.proto >= 1 {
+            tasks.push(Task::Op(Op::BinPersId as u8));
+            tasks.push(Task::SaveNoPers(pid));
+            return Ok(());
+        }
+        let text = match g.view(pid).as_pystr() {
+            Some(s) => s.to_string_lossy().into_owned(),
+            None => g.view(pid).to_string(),
+        };
+        if !text.is_ascii() || text.contains('\n') {
+            return Err(Error::pickling("persistent IDs in protocol 0 must be ASCII strings"));
+        }
+        self.out.write_byte(Op::PersId as u8);
+        self.out.write(text.as_bytes());
+        self.out.write_byte(b'\n');
+        Ok(())
+    }
+
+    fn save<'g>(&mut self, g: &'g Graph, v: Value, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        let id = match v {
+            Value::None => {
+                self.out.write_byte(Op::None as u8);
+                return Ok(());
+            }
+            Value::Bool(b) => {
+                if self.proto >= 2 {
+                    self.out.write_byte(if b { Op::NewTrue as u8 } else { Op::NewFalse as u8 });
+                } else {
+                    self.out.write(if b { b"I01\n" } else { b"I00\n" });
+                }
+                return Ok(());
+            }
+            Value::Int(i) => {
+                self.save_int(i);
+                return Ok(());
+            }
+            Value::Float(f) => {
+                self.save_float(f);
+                return Ok(());
+            }
+            Value::Obj(id) => id,
+        };
+        let obj = g.get(id);
+        let key = Key::Obj(id.0);
+        match obj {
+            Object::Int(i) => {
+                self.save_bigint(i);
+                return Ok(());
+            }
+            Object::Str(s) => return self.save_pystr(s, Some(key)),
+            Object::Global(gl) => return self.save_global(&gl.module, &gl.name, tasks),
+            Object::Extension(code) => return self.save_extension(*code, tasks),
+            Object::PersistentId(pid) => return self.save_pers(g, *pid, tasks),
+            _ => {}
+        }
+        let key = match obj {
+            Object::Bytes(b) if b.is_empty() || g.is_byte_singleton(id) => singleton_bytes_key(b).unwrap_or(key),
+            _ => key,
+        };
+        if self.try_get(&key) {
+            return Ok(());
+        }
+        match obj {
+            Object::Bytes(b) => self.save_bytes(b, Some(key), tasks),
+            Object::ByteArray(b) => {
+                if self.proto >= 5 {
+                    return self.save_bytearray_data(b, Some(key));
+                }
+                // `bytearray(bytes(obj))`, or `bytearray()` when empty.
+                tasks.push(Task::Put(Some(key)));
+                tasks.push(Task::Op(Op::Reduce as u8));
+                let args = if b.is_empty() { vec![] } else { vec![TupleItem::FreshBytes(b)] };
+                self.push_tuple_of(tasks, args);
+                tasks.push(Task::Global("builtins", "bytearray"));
+                Ok(())
+            }
+            _ => self.save_container(g, obj, key, tasks),
+        }
+    }
+
+    /// A bytes object: BINBYTES from protocol 3, else `_codecs.encode(str, 'latin1')`.
+    fn save_bytes<'g>(&mut self, b: &'g [u8], key: Option<Key>, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        if self.proto >= 3 {
+            return self.save_bytes_data(b, key);
+        }
+        tasks.push(Task::Put(key));
+        tasks.push(Task::Op(Op::Reduce as u8));
+        if b.is_empty() {
+            self.push_tuple_of(tasks, vec![]);
+            tasks.push(Task::Global("builtins", "bytes"));
+        } else {
+            self.push_tuple_of(tasks, vec![TupleItem::OwnedStr(latin1_str(b)), TupleItem::Latin1]);
+            tasks.push(Task::Global("_codecs", "encode"));
+        }
+        Ok(())
+    }
+
+    fn save_extension<'g>(&mut self, code: u32, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        if self.proto >= 2 {
+            self.write_ext(code);
+            return Ok(());
+        }
+        match self.extension_names.get(&code).cloned() {
+            Some((m, n)) => {
+                // Owned names: write the GLOBAL directly.
+                let _ = tasks;
+                let key = Key::Global(m.clone(), n.clone());
+                if self.try_get(&key) {
+                    return Ok(());
+                }
+                let (mm, nn) = if self.proto < 3 && self.fix_imports { compat::map_py3_global(&m, &n) } else { (m.as_str(), n.as_str()) };
+                let line = format!("c{mm}\n{nn}\n");
+                self.out.write(line.as_bytes());
+                self.put(Some(key));
+                Ok(())
+            }
+            None => Err(Error::pickling(format!(
+                "extension code {code} cannot be written below protocol 2 without a registry naming it"
+            ))),
+        }
+    }
+
+    fn save_container<'g>(&mut self, g: &'g Graph, obj: &'g Object, key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        match obj {
+            Object::List(items) => {
+                if self.proto >= 1 {
+                    self.out.write_byte(Op::EmptyList as u8);
+                } else {
+                    self.out.write(&[Op::Mark as u8, Op::List as u8]);
+                }
+                self.put(Some(key));
+                if !items.is_empty() {
+                    tasks.push(Task::Appends { items, batching: Batching::ExactFirst });
+                }
+            }
+            Object::Dict(d) => {
+                if self.proto >= 1 {
+                    self.out.write_byte(Op::EmptyDict as u8);
+                } else {
+                    self.out.write(&[Op::Mark as u8, Op::Dict as u8]);
+                }
+                self.put(Some(key));
+                if !d.is_empty() {
+                    tasks.push(Task::SetItems { items: d.entries(), batching: Batching::ExactFirst });
+                }
+            }
+            Object::Tuple(items) => {
+                let n = items.len();
+                if n == 0 {
+                    self.push_tuple_of(tasks, vec![]);
+                    return Ok(());
+                }
+                let marked = !(n <= 3 && self.proto >= 2);
+                tasks.push(Task::TupleEnd { key, len: n, marked });
+                tasks.extend(items.iter().rev().map(|&v| Task::Save(v)));
+                if marked {
+                    self.out.write_byte(Op::Mark as u8);
+                }
+            }
+            Object::Set(s) => {
+                if self.proto < 4 {
+                    return self.save_set_reduce("set", s.items(), key, tasks);
+                }
+                self.out.write_byte(Op::EmptySet as u8);
+                self.put(Some(key));
+                if !s.is_empty() {
+                    tasks.push(Task::AddItems(s.items()));
+                }
+            }
+            Object::FrozenSet(s) => {
+                if self.proto < 4 {
+                    return self.save_set_reduce("frozenset", s.items(), key, tasks);
+                }
+                self.out.write_byte(Op::Mark as u8);
+                tasks.push(Task::FrozenSetEnd(key));
+                tasks.extend(s.items().iter().rev().map(|&v| Task::Save(v)));
+            }
+            Object::Complex(re, im) => {
+                tasks.push(Task::Put(Some(key)));
+                tasks.push(Task::Op(Op::Reduce as u8));
+                self.push_tuple_of(tasks, vec![TupleItem::Value(Value::Float(*re)), TupleItem::Value(Value::Float(*im))]);
+                tasks.push(Task::Global("builtins", "complex"));
+            }
+            Object::Buffer(b) => self.save_buffer(b, key)?,
+            Object::Instance(inst) => self.save_instance(g, inst, key, tasks)?,
+            _ => unreachable!("atoms are saved before containers"),
+        }
+        Ok(())
+    }
+
+    /// `set(list)` / `frozenset(list)` below protocol 4; the list is a fresh object.
+    fn save_set_reduce<'g>(&mut self, name: &'static str, items: &'g [Value], key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        tasks.push(Task::Put(Some(key)));
+        tasks.push(Task::Op(Op::Reduce as u8));
+        // The 1-tuple `(list(obj),)`, memoized as a fresh tuple.
+        tasks.push(Task::Put(None));
+        tasks.push(Task::Op(if self.proto >= 2 { Op::Tuple1 as u8 } else { Op::Tuple as u8 }));
+        if !items.is_empty() {
+            tasks.push(Task::Appends { items, batching: Batching::ExactFirst });
+        }
+        tasks.push(Task::Put(None));
+        tasks.push(Task::Op(if self.proto >= 1 { Op::EmptyList as u8 } else { Op::List as u8 }));
+        if self.proto == 0 {
+            tasks.push(Task::Op(Op::Mark as u8));
+        }
+        if self.proto < 2 {
+            tasks.push(Task::Op(Op::Mark as u8));
+        }
+        tasks.push(Task::Global("builtins", name));
+        Ok(())
+    }
+
+    fn save_buffer(&mut self, b: &PickleBuffer, key: Key) -> Result<()> {
+        if self.proto < 5 {
+            return Err(Error::pickling("PickleBuffer can only be pickled with protocol >= 5"));
+        }
+        let in_band = match self.buffer_callback.as_mut() {
+            Some(f) => f(b),
+            None => true,
+        };
+        if in_band {
+            if b.readonly {
+                self.save_bytes_data(&b.data, Some(key))
+            } else {
+                self.save_bytearray_data(&b.data, Some(key))
+            }
+        } else {
+            self.out.write_byte(Op::NextBuffer as u8);
+            if b.readonly {
+                self.out.write_byte(Op::ReadonlyBuffer as u8);
+            }
+            Ok(())
+        }
+    }
+
+    fn save_instance<'g>(&mut self, g: &'g Graph, inst: &'g Instance, key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        let args: &'g [Value] = match g.object(inst.args) {
+            Some(Object::Tuple(items)) => items,
+            _ => &[],
+        };
+        let end = Task::ReduceEnd { key, inst, list: &inst.list_items, dict: &inst.dict_items };
+        if !inst.set_items.is_empty() {
+            return Err(Error::pickling("an instance built with ADDITEMS cannot be re-pickled"));
+        }
+        // A default-reduced object (`object.__reduce_ex__`): NEWOBJ from protocol 2, else
+        // `copyreg._reconstructor(cls, object, None)`.
+        let default_cls = match inst.construct {
+            Construct::NewObj | Construct::Inst | Construct::Obj => Some(inst.callable),
+            Construct::Reduce => reconstructor_class(g, inst.callable, args),
+            Construct::NewObjEx => None,
+        };
+        tasks.push(end);
+        if let Some(cls) = default_cls {
+            if self.proto >= 2 {
+                tasks.push(Task::Op(Op::NewObj as u8));
+                if inst.construct == Construct::NewObj {
+                    tasks.push(Task::Save(inst.args));
+                } else {
+                    self.push_tuple_of(tasks, vec![]);
+                }
+                tasks.push(Task::Save(cls));
+            } else {
+                tasks.push(Task::Op(Op::Reduce as u8));
+                self.push_tuple_of(
+                    tasks,
+                    vec![TupleItem::Value(cls), TupleItem::Global("builtins", "object"), TupleItem::Value(Value::None)],
+                );
+                tasks.push(Task::Global("copyreg", "_reconstructor"));
+            }
+            return Ok(());
+        }
+        match inst.construct {
+            Construct::NewObjEx if self.proto >= 4 => {
+                tasks.push(Task::Op(Op::NewObjEx as u8));
+                tasks.push(Task::Save(inst.kwargs.unwrap_or(Value::None)));
+                tasks.push(Task::Save(inst.args));
+                tasks.push(Task::Save(inst.callable));
+            }
+            Construct::NewObjEx if self.proto >= 2 => {
+                return Err(Error::pickling("NEWOBJ_EX below protocol 4 is not supported yet"));
+            }
+            Construct::NewObjEx => {
+                tasks.push(Task::Op(Op::Reduce as u8));
+                self.push_tuple_of(
+                    tasks,
+                    vec![TupleItem::Value(inst.callable), TupleItem::Global("builtins", "object"), TupleItem::Value(Value::None)],
+                );
+                tasks.push(Task::Global("copyreg", "_reconstructor"));
+            }
+            _ => {
+                tasks.push(Task::Op(Op::Reduce as u8));
+                tasks.push(Task::Save(inst.args));
+                tasks.push(Task::Save(inst.callable));
+            }
+        }
+        Ok(())
+    }
+
+    /// One APPENDS batch (CPython's `batch_list_exact` for lists, `batch_list` for the
+    /// `listitems` of a reduction), then the rest as a new task.
+    fn batch_appends<'g>(&mut self, items: &'g [Value], batching: Batching, tasks: &mut Vec<Task<'g>>) {
+        if self.proto == 0 {
+            for &v in items.iter().rev() {
+                tasks.push(Task::Op(Op::Append as u8));
+                tasks.push(Task::Save(v));
+            }
+            return;
+        }
+        let n = items.len().min(BATCH);
+        let single = match batching {
+            Batching::ExactFirst => items.len() == 1,
+            Batching::Exact => false,
+            Batching::Iter => n == 1,
+        };
+        if n == 0 {
+            return;
+        }
+        if single {
+            tasks.push(Task::Op(Op::Append as u8));
+            tasks.push(Task::Save(items[0]));
+            return;
+        }
+        self.out.write_byte(Op::Mark as u8);
+        if items.len() > n {
+            let next = if batching == Batching::Iter { Batching::Iter } else { Batching::Exact };
+            tasks.push(Task::Appends { items: &items[n..], batching: next });
+        }
+        tasks.push(Task::Op(Op::Appends as u8));
+        tasks.extend(items[..n].iter().rev().map(|&v| Task::Save(v)));
+    }
+
+    /// One SETITEMS batch. A dict proper repeats CPython's empty trailing batch when its size is
+    /// a multiple of 1000 (`batch_dict_exact` loops while a batch was full).
+    fn batch_setitems<'g>(&mut self, items: &'g [(Value, Value)], batching: Batching, tasks: &mut Vec<Task<'g>>) {
+        if self.proto == 0 {
+            for &(k, v) in items.iter().rev() {
+                tasks.push(Task::Op(Op::SetItem as u8));
+                tasks.push(Task::Save(v));
+                tasks.push(Task::Save(k));
+            }
+            return;
+        }
+        let n = items.len().min(BATCH);
+        let single = match batching {
+            Batching::ExactFirst => items.len() == 1,
+            Batching::Exact => false,
+            Batching::Iter => n == 1,
+        };
+        if n == 0 && batching == Batching::Iter {
+            return;
+        }
+        if single {
+            tasks.push(Task::Op(Op::SetItem as u8));
+            tasks.push(Task::Save(items[0].1));
+            tasks.push(Task::Save(items[0].0));
+            return;
+        }
+        self.out.write_byte(Op::Mark as u8);
+        let more = match batching {
+            Batching::Iter => items.len() > n,
+            _ => n == BATCH,
+        };
+        if more {
+            let next = if batching == Batching::Iter { Batching::Iter } else { Batching::Exact };
+            tasks.push(Task::SetItems { items: &items[n..], batching: next });
+        }
+        tasks.push(Task::Op(Op::SetItems as u8));
+        for &(k, v) in items[..n].iter().rev() {
+            tasks.push(Task::Save(v));
+            tasks.push(Task::Save(k));
+        }
+    }
+}
+
+/// The class of a `copyreg._reconstructor(cls, object, None)` reduction.
+fn reconstructor_class(g: &Graph, callable: Value, args: &[Value]) -> Option<Value> {
+    let gl = g.view(callable).as_global()?;
+    if gl.module != "copyreg" || gl.name != "_reconstructor" || args.len() != 3 {
+        return None;
+    }
+    let base = g.view(args[1]).as_global()?;
+    (base.module == "builtins" && base.name == "object" && args[2] == Value::None).then_some(args[0])
+}
+
+/// An item of a helper tuple the pickler builds (as CPython builds reduce arguments).
+enum TupleItem<'g> {
+    Value(Value),
+    Str(&'g str),
+    OwnedStr(String),
+    FreshBytes(&'g [u8]),
+    Latin1,
+    Global(&'g str, &'g str),
+}
+
+fn singleton_str_key(s: &PyStr) -> Option<Key> {
+    let b = s.as_bytes();
+    if b.len() > 2 {
+        return None;
+    }
+    let mut cps = s.code_points();
+    match (cps.next(), cps.next()) {
+        (None, _) => Some(Key::Char(u32::MAX)),
+        (Some(c), None) if c < 256 => Some(Key::Char(c)),
+        _ => None,
+    }
+}
+
+fn singleton_bytes_key(b: &[u8]) -> Option<Key> {
+    match b {
+        [] => Some(Key::Byte(256)),
+        [c] => Some(Key::Byte(*c as u16)),
+        _ => None,
+    }
+}
+
+fn latin1_str(b: &[u8]) -> String {
+    b.iter().map(|&c| c as char).collect()
+}
+
+/// Python's `raw-unicode-escape` as the C pickler applies it to protocol 0 strs.
+fn raw_unicode_escape(s: &PyStr, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for cp in s.code_points() {
+        if cp >= 0x10000 {
+            out.extend_from_slice(b"\\U");
+            for shift in (0..8).rev() {
+                out.push(HEX[((cp >> (shift * 4)) & 0xF) as usize]);
+            }
+        } else if cp >= 256 || matches!(cp, 0x5C | 0 | 0x0A | 0x0D | 0x1A) {
+            out.extend_from_slice(b"\\u");
+            for shift in (0..4).rev() {
+                out.push(HEX[((cp >> (shift * 4)) & 0xF) as usize]);
+            }
+        } else {
+            out.push(cp as u8);
+        }
+    }
+}
+
+/// Writes `v` at `protocol` into a new buffer (Python's `pickle.dumps`).
+pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> {
+    let mut p = Pickler::new(Vec::new(), protocol)?;
+    p.dump(graph, v)?;
+    Ok(p.into_inner())
+}
+
+/// Writes `v` at `protocol` to `out` (Python's `pickle.dump`).
+pub fn dump<W: Write>(graph: &Graph, v: Value, out: W, protocol: Option<i32>) -> Result<()> {
+    Pickler::new(out, protocol)?.dump(graph, v)
+}
+
