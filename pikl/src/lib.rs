@@ -6,11 +6,14 @@
 //! state).
 #![deny(missing_docs)]
 
+mod canonical;
 mod codec;
 pub mod compat;
+pub mod dis;
 pub mod error;
 pub mod opcodes;
 pub mod ops;
+pub mod optimize;
 mod frame_writer;
 mod pickler;
 pub mod read;

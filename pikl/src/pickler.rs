@@ -273,10 +273,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::FreshBytes(b) => {
                     self.out.boundary()?;
-                    let key = singleton_bytes_key(b);
-                    if !key.as_ref().is_some_and(|k| self.try_get(k)) {
-                        self.save_bytes(b, key, &mut tasks)?;
-                    }
+                    self.save_bytes(b, None, &mut tasks)?;
                 }
                 Task::Global(m, n) => {
                     self.out.boundary()?;

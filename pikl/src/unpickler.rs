@@ -105,6 +105,7 @@ impl Memo {
 struct Interned {
     strs: HashMap<u32, ObjId>,
     empty_bytes: Option<ObjId>,
+    keys: HashMap<std::string::String, ObjId>,
     globals: HashMap<(String, String), ObjId>,
 }
 
@@ -397,6 +398,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         }
         let (module, name) =
             if self.proto < 3 && self.opts.fix_imports { compat::map_py2_global(module, name) } else { (module, name) };
+        let (module, name) = crate::canonical::canonical(module, name);
         if let Some(f) = self.find_class.as_mut() {
             return f(&mut self.graph, module, name);
         }
@@ -452,7 +454,26 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if let Some(v) = self.reduce_native(callable, args)? {
             return Ok(v);
         }
+        let args = self.py2_datetime_args(callable, args);
         Ok(self.add(Object::Instance(Box::new(Instance::new(callable, Construct::Reduce, args, None)))))
+    }
+
+    /// `datetime.date/time/datetime(latin1_str)`, as Python 2 pickled them: the constructor
+    /// takes the str's Latin-1 bytes, so they are kept as bytes.
+    fn py2_datetime_args(&mut self, callable: Value, args: Value) -> Value {
+        let is_datetime = self.graph.view(callable).as_global().is_some_and(|g| {
+            g.module == "datetime" && matches!(g.name.as_str(), "date" | "time" | "datetime")
+        });
+        let items = self.tuple_items(args).unwrap_or(&[]);
+        if !is_datetime || items.is_empty() {
+            return args;
+        }
+        let Some(data) = self.graph.view(items[0]).as_pystr().and_then(latin1_encode) else {
+            return args;
+        };
+        let mut items = items.to_vec();
+        items[0] = self.new_bytes_copied(Cow::Owned(data));
+        self.add(Object::Tuple(items))
     }
 
     fn reduce_native(&mut self, callable: Value, args: Value) -> Result<Option<Value>> {
@@ -570,7 +591,45 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         Ok(())
     }
 
+    /// CPython interns the str keys of a dict state (`PyUnicode_InternInPlace`): identifier
+    /// keys become the interpreter's shared interned strs, distinct from equal strs elsewhere.
+    fn intern_state_keys(&mut self, state: Value) {
+        let dicts: Vec<Value> = match self.graph.object(state) {
+            Some(Object::Dict(_)) => vec![state],
+            Some(Object::Tuple(parts)) if parts.len() == 2 => parts.clone(),
+            _ => return,
+        };
+        for d in dicts {
+            let Some(id) = d.obj_id() else { continue };
+            let Object::Dict(dict) = self.graph.get(id) else { continue };
+            let mut replace = Vec::new();
+            for (i, (k, _)) in dict.iter().enumerate() {
+                if let Some(s) = self.graph.view(k).as_str() {
+                    if is_identifier(s) && s.len() > 1 {
+                        replace.push((i, s.to_owned()));
+                    }
+                }
+            }
+            for (i, s) in replace {
+                let interned = match self.interned.keys.get(&s) {
+                    Some(&id) => Value::Obj(id),
+                    None => {
+                        let v = self.add(Object::Str(PyStr::new(s.clone())));
+                        self.interned.keys.insert(s, v.obj_id().expect("object"));
+                        v
+                    }
+                };
+                if let Object::Dict(dict) = self.graph.get_mut(id) {
+                    dict.replace_key(i, interned);
+                }
+            }
+        }
+    }
+
     fn build(&mut self, target: Value, state: Value) -> Result<()> {
+        if !self.noload {
+            self.intern_state_keys(state);
+        }
         let Value::Obj(id) = target else {
             return if self.noload { Ok(()) } else { Err(bad(format!("cannot BUILD {}", self.type_name(target)))) };
         };
@@ -1022,6 +1081,11 @@ fn decode_long(b: &[u8]) -> ParsedInt {
         return ParsedInt::Small(i64::from_le_bytes(buf));
     }
     text::small_or_big(BigInt::from_signed_bytes_le(b))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// Encodes a str as Latin-1, if every code point fits.

@@ -73,6 +73,11 @@ impl Dict {
         self.find(graph, graph, h, key).map(|i| self.entries[i].1)
     }
 
+    /// Replaces the key object at position `i` by an equal one (same hash).
+    pub(crate) fn replace_key(&mut self, i: usize, key: Value) {
+        self.entries[i].0 = key;
+    }
+
     pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value, value: Value) {
         if let Some(i) = self.find(graph, graph, h, key) {
             self.entries[i].1 = value;
