@@ -48,6 +48,8 @@ enum Key {
     Module(String),
     /// The interned `'latin1'` str of `_codecs.encode` reductions.
     Latin1,
+    /// The `cls.__new__` of the NEWOBJ_EX emulation below protocol 4, by instance.
+    NewFunc(u32),
 }
 
 /// The pickler's memo: which objects were written, under which index.
@@ -148,6 +150,17 @@ enum Task<'g> {
     Global(&'g str, &'g str),
     /// Memoize an object just written (or a fresh helper object when `None`).
     Put(Option<Key>),
+    /// A memo GET of something written earlier in this pickle.
+    GetKey(Key),
+    /// A fresh list or dict (`list(obj)`, `dict(obj)` of a base-type reduction).
+    FreshList(&'g [Value]),
+    FreshDict(&'g [(Value, Value)]),
+    FreshTuple(&'g [Value]),
+    OwnedBytes(Vec<u8>),
+    /// datetime args with the fold bit cleared.
+    FoldedArgs { data: &'g [u8], fold_byte: usize, rest: &'g [Value] },
+    /// After a default reduction's NEWOBJ: memoize, then base and own items, then state.
+    DefaultEnd { key: Key, inst: &'g Instance, list: &'g [Value], dict: &'g [(Value, Value)] },
     /// After a tuple's items: TUPLE / TUPLEn, or POP(_MARK) + GET if it turned up in the memo.
     TupleEnd { key: Key, len: usize, marked: bool },
     FrozenSetEnd(Key),
@@ -280,6 +293,78 @@ impl<'h, W: Write> Pickler<'h, W> {
                     self.save_global(m, n, &mut tasks)?;
                 }
                 Task::Put(key) => self.put(key),
+                Task::GetKey(key) => self.get(&key),
+                Task::OwnedBytes(b) => {
+                    self.out.boundary()?;
+                    if self.proto >= 3 {
+                        self.save_bytes_data(&b, None)?;
+                    } else {
+                        tasks.push(Task::Put(None));
+                        tasks.push(Task::Op(Op::Reduce as u8));
+                        self.push_tuple_of(&mut tasks, vec![TupleItem::OwnedStr(latin1_str(&b)), TupleItem::Latin1]);
+                        tasks.push(Task::Global("_codecs", "encode"));
+                    }
+                }
+                Task::FreshTuple(items) => {
+                    self.out.boundary()?;
+                    self.push_tuple_of(&mut tasks, items.iter().map(|&v| TupleItem::Value(v)).collect());
+                }
+                Task::FoldedArgs { data, fold_byte, rest } => {
+                    let mut b = data.to_vec();
+                    b[fold_byte] &= 0x7F;
+                    let mut items = vec![TupleItem::OwnedBytes(b)];
+                    items.extend(rest.iter().map(|&v| TupleItem::Value(v)));
+                    self.push_tuple_of(&mut tasks, items);
+                }
+                Task::DefaultEnd { key, inst, list, dict } => {
+                    if self.memo.get(&key).is_some() {
+                        self.out.write_byte(Op::Pop as u8);
+                        self.get(&key);
+                        continue;
+                    }
+                    self.put(Some(key));
+                    if let Some(state) = inst.state.filter(|&s| s != Value::None) {
+                        tasks.push(Task::Op(Op::Build as u8));
+                        tasks.push(Task::Save(state));
+                    }
+                    // The base's items first, then any recorded on the instance itself.
+                    if !std::ptr::eq(&inst.dict_items[..], dict) && !inst.dict_items.is_empty() {
+                        tasks.push(Task::SetItems { items: &inst.dict_items, batching: Batching::Iter });
+                    }
+                    if !dict.is_empty() {
+                        tasks.push(Task::SetItems { items: dict, batching: Batching::Iter });
+                    }
+                    if !std::ptr::eq(&inst.list_items[..], list) && !inst.list_items.is_empty() {
+                        tasks.push(Task::Appends { items: &inst.list_items, batching: Batching::Iter });
+                    }
+                    if !list.is_empty() {
+                        tasks.push(Task::Appends { items: list, batching: Batching::Iter });
+                    }
+                }
+                Task::FreshList(items) => {
+                    self.out.boundary()?;
+                    if self.proto >= 1 {
+                        self.out.write_byte(Op::EmptyList as u8);
+                    } else {
+                        self.out.write(&[Op::Mark as u8, Op::List as u8]);
+                    }
+                    self.put(None);
+                    if !items.is_empty() {
+                        tasks.push(Task::Appends { items, batching: Batching::ExactFirst });
+                    }
+                }
+                Task::FreshDict(items) => {
+                    self.out.boundary()?;
+                    if self.proto >= 1 {
+                        self.out.write_byte(Op::EmptyDict as u8);
+                    } else {
+                        self.out.write(&[Op::Mark as u8, Op::Dict as u8]);
+                    }
+                    self.put(None);
+                    if !items.is_empty() {
+                        tasks.push(Task::SetItems { items, batching: Batching::ExactFirst });
+                    }
+                }
                 Task::TupleEnd { key, len, marked } => {
                     if self.memo.get(&key).is_some() {
                         if !marked {
@@ -612,6 +697,10 @@ impl<'h, W: Write> Pickler<'h, W> {
                 TupleItem::Str(s) => Task::Str(s, None),
                 TupleItem::OwnedStr(s) => Task::OwnedStr(s, None),
                 TupleItem::FreshBytes(b) => Task::FreshBytes(b),
+                TupleItem::OwnedBytes(b) => Task::OwnedBytes(b),
+                TupleItem::List(items) => Task::FreshList(items),
+                TupleItem::Dict(items) => Task::FreshDict(items),
+                TupleItem::Tuple(items) => Task::FreshTuple(items),
                 TupleItem::Latin1 => Task::Str("latin1", Some(Key::Latin1)),
                 TupleItem::Global(m, n) => Task::Global(m, n),
             });
@@ -860,41 +949,18 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     fn save_instance<'g>(&mut self, g: &'g Graph, inst: &'g Instance, key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        if !inst.set_items.is_empty() {
+            return Err(Error::pickling("an instance built with ADDITEMS cannot be re-pickled"));
+        }
         let args: &'g [Value] = match g.object(inst.args) {
             Some(Object::Tuple(items)) => items,
             _ => &[],
         };
-        let end = Task::ReduceEnd { key, inst, list: &inst.list_items, dict: &inst.dict_items };
-        if !inst.set_items.is_empty() {
-            return Err(Error::pickling("an instance built with ADDITEMS cannot be re-pickled"));
+        if let Some(plan) = default_reduce(g, inst, args, self.proto < 2) {
+            return self.save_default_reduce(g, inst, key, plan, tasks);
         }
-        // A default-reduced object (`object.__reduce_ex__`): NEWOBJ from protocol 2, else
-        // `copyreg._reconstructor(cls, object, None)`.
-        let default_cls = match inst.construct {
-            Construct::NewObj | Construct::Inst | Construct::Obj => Some(inst.callable),
-            Construct::Reduce => reconstructor_class(g, inst.callable, args),
-            Construct::NewObjEx => None,
-        };
-        tasks.push(end);
-        if let Some(cls) = default_cls {
-            if self.proto >= 2 {
-                tasks.push(Task::Op(Op::NewObj as u8));
-                if inst.construct == Construct::NewObj {
-                    tasks.push(Task::Save(inst.args));
-                } else {
-                    self.push_tuple_of(tasks, vec![]);
-                }
-                tasks.push(Task::Save(cls));
-            } else {
-                tasks.push(Task::Op(Op::Reduce as u8));
-                self.push_tuple_of(
-                    tasks,
-                    vec![TupleItem::Value(cls), TupleItem::Global("builtins", "object"), TupleItem::Value(Value::None)],
-                );
-                tasks.push(Task::Global("copyreg", "_reconstructor"));
-            }
-            return Ok(());
-        }
+        let Key::Obj(obj_id) = key else { unreachable!("instances are keyed by identity") };
+        tasks.push(Task::ReduceEnd { key, inst, list: &inst.list_items, dict: &inst.dict_items });
         match inst.construct {
             Construct::NewObjEx if self.proto >= 4 => {
                 tasks.push(Task::Op(Op::NewObjEx as u8));
@@ -902,23 +968,125 @@ impl<'h, W: Write> Pickler<'h, W> {
                 tasks.push(Task::Save(inst.args));
                 tasks.push(Task::Save(inst.callable));
             }
-            Construct::NewObjEx if self.proto >= 2 => {
-                return Err(Error::pickling("NEWOBJ_EX below protocol 4 is not supported yet"));
-            }
             Construct::NewObjEx => {
+                // `partial(cls.__new__, cls, *args, **kwargs)()`, as `save_reduce` writes
+                // `copyreg.__newobj_ex__` below protocol 4.
+                let func = Key::NewFunc(obj_id);
                 tasks.push(Task::Op(Op::Reduce as u8));
-                self.push_tuple_of(
-                    tasks,
-                    vec![TupleItem::Value(inst.callable), TupleItem::Global("builtins", "object"), TupleItem::Value(Value::None)],
-                );
-                tasks.push(Task::Global("copyreg", "_reconstructor"));
+                tasks.push(Task::Op(Op::EmptyTuple as u8));
+                // The partial's state: (func, (cls, *args), kwargs or None, None).
+                tasks.push(Task::Op(Op::Build as u8));
+                tasks.push(Task::Put(None));
+                tasks.push(Task::Op(Op::Tuple as u8));
+                tasks.push(Task::Save(Value::None));
+                let kwargs = inst.kwargs.filter(|&k| !g.view(k).is_empty());
+                tasks.push(Task::Save(kwargs.unwrap_or(Value::None)));
+                let mut cls_args = vec![TupleItem::Value(inst.callable)];
+                cls_args.extend(args.iter().map(|&v| TupleItem::Value(v)));
+                self.push_tuple_of(tasks, cls_args);
+                tasks.push(Task::GetKey(func.clone()));
+                tasks.push(Task::Op(Op::Mark as u8));
+                // partial(func)
+                tasks.push(Task::Put(None));
+                tasks.push(Task::Op(Op::Reduce as u8));
+                tasks.push(Task::Put(None));
+                tasks.push(Task::Op(Op::Tuple1 as u8));
+                // func = getattr(cls, '__new__')
+                tasks.push(Task::Put(Some(func)));
+                tasks.push(Task::Op(Op::Reduce as u8));
+                self.push_tuple_of(tasks, vec![TupleItem::Value(inst.callable), TupleItem::Str("__new__")]);
+                tasks.push(Task::Global("builtins", "getattr"));
+                tasks.push(Task::Global("functools", "partial"));
             }
             _ => {
                 tasks.push(Task::Op(Op::Reduce as u8));
-                tasks.push(Task::Save(inst.args));
+                tasks.push(self.reduce_args_task(g, inst, args));
                 tasks.push(Task::Save(inst.callable));
             }
         }
+        Ok(())
+    }
+
+    /// The args of a REDUCE; `datetime` drops the `fold` bit below protocol 4, as its
+    /// `__reduce_ex__` does.
+    fn reduce_args_task<'g>(&self, g: &'g Graph, inst: &'g Instance, args: &'g [Value]) -> Task<'g> {
+        if self.proto < 4 {
+            if let Some(gl) = g.view(inst.callable).as_global() {
+                let fold_byte = match (gl.module.as_str(), gl.name.as_str()) {
+                    ("datetime", "datetime") => Some(2),
+                    ("datetime", "time") => Some(0),
+                    _ => None,
+                };
+                if let (Some(i), Some(&first)) = (fold_byte, args.first()) {
+                    if let Some(Object::Bytes(b)) = g.object(first) {
+                        if b.len() > i && b[i] & 0x80 != 0 {
+                            return Task::FoldedArgs { data: b, fold_byte: i, rest: &args[1..] };
+                        }
+                    }
+                }
+            }
+        }
+        Task::Save(inst.args)
+    }
+
+    fn save_default_reduce<'g>(
+        &mut self,
+        g: &'g Graph,
+        inst: &'g Instance,
+        key: Key,
+        plan: DefaultReduce<'g>,
+        tasks: &mut Vec<Task<'g>>,
+    ) -> Result<()> {
+        let _ = g;
+        if self.proto >= 2 {
+            let dict = if plan.dict.is_empty() { &inst.dict_items[..] } else { plan.dict };
+            let list = if plan.list.is_empty() { &inst.list_items[..] } else { plan.list };
+            tasks.push(Task::DefaultEnd { key, inst, list, dict });
+            tasks.push(Task::Op(Op::NewObj as u8));
+            match plan.newargs {
+                NewArgs::Node(v) => tasks.push(Task::Save(v)),
+                NewArgs::Items(items) => {
+                    self.push_tuple_of(tasks, items.iter().map(|&v| TupleItem::Value(v)).collect())
+                }
+            }
+            tasks.push(Task::Save(plan.cls));
+            return Ok(());
+        }
+        // copyreg._reconstructor(cls, base, base(obj)).
+        let list = if plan.list.is_empty() { &inst.list_items[..] } else { plan.list };
+        let dict = if plan.dict.is_empty() { &inst.dict_items[..] } else { plan.dict };
+        let newargs: &'g [Value] = match plan.newargs {
+            NewArgs::Node(v) => match g.object(v) {
+                Some(Object::Tuple(items)) => items,
+                _ => &[],
+            },
+            NewArgs::Items(items) => items,
+        };
+        tasks.push(Task::ReduceEnd { key, inst, list: &[], dict: &[] });
+        tasks.push(Task::Op(Op::Reduce as u8));
+        let (base, state): (&'static str, TupleItem<'g>) = if !list.is_empty() {
+            ("list", TupleItem::List(list))
+        } else if !dict.is_empty() {
+            ("dict", TupleItem::Dict(dict))
+        } else if let [one] = newargs {
+            match *one {
+                Value::Int(_) => ("int", TupleItem::Value(*one)),
+                Value::Float(_) => ("float", TupleItem::Value(*one)),
+                Value::Obj(id) => match g.get(id) {
+                    Object::Int(_) => ("int", TupleItem::Value(*one)),
+                    Object::Str(_) => ("str", TupleItem::Value(*one)),
+                    Object::Bytes(_) => ("bytes", TupleItem::Value(*one)),
+                    _ => ("tuple", TupleItem::Tuple(newargs)),
+                },
+                _ => ("tuple", TupleItem::Tuple(newargs)),
+            }
+        } else if !newargs.is_empty() {
+            ("tuple", TupleItem::Tuple(newargs))
+        } else {
+            ("object", TupleItem::Value(Value::None))
+        };
+        self.push_tuple_of(tasks, vec![TupleItem::Value(plan.cls), TupleItem::Global("builtins", base), state]);
+        tasks.push(Task::Global("copyreg", "_reconstructor"));
         Ok(())
     }
 
@@ -998,14 +1166,62 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 }
 
-/// The class of a `copyreg._reconstructor(cls, object, None)` reduction.
-fn reconstructor_class(g: &Graph, callable: Value, args: &[Value]) -> Option<Value> {
-    let gl = g.view(callable).as_global()?;
+/// The arguments NEWOBJ passes to `cls.__new__`.
+enum NewArgs<'g> {
+    /// The instance's own args tuple.
+    Node(Value),
+    /// A fresh tuple of these items.
+    Items(&'g [Value]),
+}
+
+/// An object reduced by `object.__reduce_ex__`: `NEWOBJ(cls, args)` from protocol 2,
+/// `copyreg._reconstructor(cls, base, base(obj))` below.
+struct DefaultReduce<'g> {
+    cls: Value,
+    newargs: NewArgs<'g>,
+    /// Items of a list or dict base.
+    list: &'g [Value],
+    dict: &'g [(Value, Value)],
+}
+
+/// Recognizes a default reduction in either of its forms.
+fn default_reduce<'g>(g: &'g Graph, inst: &'g Instance, args: &'g [Value], below_2: bool) -> Option<DefaultReduce<'g>> {
+    match inst.construct {
+        Construct::NewObj => {
+            return Some(DefaultReduce { cls: inst.callable, newargs: NewArgs::Node(inst.args), list: &[], dict: &[] })
+        }
+        Construct::Inst | Construct::Obj => {
+            return Some(DefaultReduce { cls: inst.callable, newargs: NewArgs::Items(&[]), list: &[], dict: &[] })
+        }
+        Construct::NewObjEx => {
+            return (below_2).then_some(DefaultReduce {
+                cls: inst.callable,
+                newargs: NewArgs::Items(&[]),
+                list: &[],
+                dict: &[],
+            })
+        }
+        Construct::Reduce => {}
+    }
+    let gl = g.view(inst.callable).as_global()?;
     if gl.module != "copyreg" || gl.name != "_reconstructor" || args.len() != 3 {
         return None;
     }
     let base = g.view(args[1]).as_global()?;
-    (base.module == "builtins" && base.name == "object" && args[2] == Value::None).then_some(args[0])
+    if base.module != "builtins" {
+        return None;
+    }
+    let (cls, state) = (args[0], args[2]);
+    let mut plan = DefaultReduce { cls, newargs: NewArgs::Items(&[]), list: &[], dict: &[] };
+    match (base.name.as_str(), g.object(state)) {
+        ("object", None) if state == Value::None => {}
+        ("list", Some(Object::List(items))) => plan.list = items,
+        ("dict", Some(Object::Dict(d))) => plan.dict = d.entries(),
+        ("tuple", Some(Object::Tuple(items))) => plan.newargs = NewArgs::Items(items),
+        ("int" | "float" | "str" | "bytes", _) => plan.newargs = NewArgs::Items(std::slice::from_ref(&args[2])),
+        _ => return None,
+    }
+    Some(plan)
 }
 
 /// An item of a helper tuple the pickler builds (as CPython builds reduce arguments).
@@ -1014,6 +1230,10 @@ enum TupleItem<'g> {
     Str(&'g str),
     OwnedStr(String),
     FreshBytes(&'g [u8]),
+    List(&'g [Value]),
+    Dict(&'g [(Value, Value)]),
+    Tuple(&'g [Value]),
+    OwnedBytes(Vec<u8>),
     Latin1,
     Global(&'g str, &'g str),
 }

@@ -454,8 +454,48 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if let Some(v) = self.reduce_native(callable, args)? {
             return Ok(v);
         }
+        if let Some(v) = self.partial_newobj_ex(callable, args) {
+            return Ok(v);
+        }
         let args = self.py2_datetime_args(callable, args);
         Ok(self.add(Object::Instance(Box::new(Instance::new(callable, Construct::Reduce, args, None)))))
+    }
+
+    /// `partial(cls.__new__, cls, *args, **kwargs)()`: how CPython writes `NEWOBJ_EX` below
+    /// protocol 4. Recognized as the NEWOBJ_EX it stands for.
+    fn partial_newobj_ex(&mut self, callable: Value, args: Value) -> Option<Value> {
+        let g = &self.graph;
+        if !self.tuple_items(args)?.is_empty() {
+            return None;
+        }
+        let partial = g.view(callable).as_instance()?;
+        let pg = g.view(partial.callable).as_global()?;
+        if (pg.module.as_str(), pg.name.as_str()) != ("functools", "partial") {
+            return None;
+        }
+        let state = g.view(partial.state?).as_slice()?;
+        let [func, cls_args, kwargs, Value::None] = *state else { return None };
+        let f = g.view(func).as_instance()?;
+        let fg = g.view(f.callable).as_global()?;
+        let fargs = g.view(f.args).as_slice()?;
+        if (fg.module.as_str(), fg.name.as_str()) != ("builtins", "getattr")
+            || fargs.len() != 2
+            || g.view(fargs[1]).as_str() != Some("__new__")
+        {
+            return None;
+        }
+        let cls = fargs[0];
+        let cls_args = g.view(cls_args).as_slice()?;
+        if cls_args.first() != Some(&cls) {
+            return None;
+        }
+        let rest = cls_args[1..].to_vec();
+        if kwargs != Value::None && g.view(kwargs).as_dict().is_none() {
+            return None;
+        }
+        let new_args = self.add(Object::Tuple(rest));
+        let kwargs = if kwargs == Value::None { self.add(Object::Dict(Default::default())) } else { kwargs };
+        Some(self.add(Object::Instance(Box::new(Instance::new(cls, Construct::NewObjEx, new_args, Some(kwargs))))))
     }
 
     /// `datetime.date/time/datetime(latin1_str)`, as Python 2 pickled them: the constructor
