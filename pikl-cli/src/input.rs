@@ -16,7 +16,9 @@ pub struct Input {
 /// Opens `path` (`None` or `-`: stdin).
 pub fn open(path: Option<&str>) -> Result<Input, Failure> {
     match path {
-        None | Some("-") => Ok(Input { name: "<stdin>".into(), reader: Box::new(BufReader::with_capacity(1 << 16, io::stdin())) }),
+        None | Some("-") => {
+            Ok(Input { name: "<stdin>".into(), reader: Box::new(BufReader::with_capacity(1 << 16, io::stdin())) })
+        }
         Some(p) => {
             let f = File::open(p).map_err(|e| Failure::BadData(format!("{p}: {e}")))?;
             Ok(Input { name: p.to_owned(), reader: Box::new(BufReader::with_capacity(1 << 16, f)) })
@@ -31,7 +33,8 @@ pub fn unpickler_options(encoding: Option<&str>, errors: Option<&str>) -> Result
         opts.encoding = Encoding::from_name(e).ok_or_else(|| Failure::Usage(format!("unknown encoding: {e}")))?;
     }
     if let Some(e) = errors {
-        opts.errors = DecodeErrors::from_name(e).ok_or_else(|| Failure::Usage(format!("unknown error handler: {e}")))?;
+        opts.errors =
+            DecodeErrors::from_name(e).ok_or_else(|| Failure::Usage(format!("unknown error handler: {e}")))?;
     }
     Ok(opts)
 }

@@ -3,8 +3,11 @@
 //! Globals CPython finds under one name and writes under another: the object's own
 //! `__module__` and `__qualname__` (e.g. `functools.reduce` is `_functools.reduce`).
 
+/// A (module, name) pair.
+type Name = (&'static str, &'static str);
+
 /// ((module, name) looked up, (module, qualname) the object reports), sorted.
-pub(crate) static CANONICAL: &[((&str, &str), (&str, &str))] = &[
+pub(crate) static CANONICAL: &[(Name, Name)] = &[
     (("abc", "_abc_init"), ("_abc", "_abc_init")),
     (("abc", "_abc_instancecheck"), ("_abc", "_abc_instancecheck")),
     (("abc", "_abc_register"), ("_abc", "_abc_register")),

@@ -87,15 +87,18 @@ pub(crate) struct DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}' codec can't decode byte 0x{:02x} in position {}: {}", self.codec, self.byte, self.pos, self.reason)
+        write!(
+            f,
+            "'{}' codec can't decode byte 0x{:02x} in position {}: {}",
+            self.codec, self.byte, self.pos, self.reason
+        )
     }
 }
 
 /// CP1252's 0x80..0x9F; 0 marks the five undefined bytes.
 const CP1252_HIGH: [u16; 32] = [
-    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0,
-    0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E,
-    0x0178,
+    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0, 0,
+    0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
 ];
 
 fn undecodable(out: &mut Vec<u8>, errors: DecodeErrors, err: DecodeError) -> Result<(), DecodeError> {
@@ -137,7 +140,9 @@ pub(crate) fn decode(bytes: &[u8], encoding: Encoding, errors: DecodeErrors) -> 
                 let cp = match (encoding, b) {
                     (_, 0..=0x7F) => Some(b as u32),
                     (Encoding::Latin1, _) => Some(b as u32),
-                    (Encoding::Cp1252, 0x80..=0x9F) => Some(CP1252_HIGH[(b - 0x80) as usize] as u32).filter(|&c| c != 0),
+                    (Encoding::Cp1252, 0x80..=0x9F) => {
+                        Some(CP1252_HIGH[(b - 0x80) as usize] as u32).filter(|&c| c != 0)
+                    }
                     (Encoding::Cp1252, _) => Some(b as u32),
                     _ => None,
                 };

@@ -337,20 +337,11 @@ pub static REVERSE_IMPORT_MAPPING: [(&str, &str); 47] = [
 ];
 
 fn lookup_pair(table: &'static [(Global, Global)], module: &str, name: &str) -> Option<Global> {
-    table
-        .binary_search_by(|&((m, n), _)| (m, n).cmp(&(module, name)))
-        .ok()
-        .map(|i| table[i].1)
+    table.binary_search_by(|&((m, n), _)| (m, n).cmp(&(module, name))).ok().map(|i| table[i].1)
 }
 
-fn lookup_str(
-    table: &'static [(&'static str, &'static str)],
-    module: &str,
-) -> Option<&'static str> {
-    table
-        .binary_search_by(|&(m, _)| m.cmp(module))
-        .ok()
-        .map(|i| table[i].1)
+fn lookup_str(table: &'static [(&'static str, &'static str)], module: &str) -> Option<&'static str> {
+    table.binary_search_by(|&(m, _)| m.cmp(module)).ok().map(|i| table[i].1)
 }
 
 /// Python 2 (module, name) → Python 3 (module, name), as `pickle.Unpickler.find_class`

@@ -158,16 +158,40 @@ enum Task<'g> {
     FreshTuple(&'g [Value]),
     OwnedBytes(Vec<u8>),
     /// datetime args with the fold bit cleared.
-    FoldedArgs { data: &'g [u8], fold_byte: usize, rest: &'g [Value] },
+    FoldedArgs {
+        data: &'g [u8],
+        fold_byte: usize,
+        rest: &'g [Value],
+    },
     /// After a default reduction's NEWOBJ: memoize, then base and own items, then state.
-    DefaultEnd { key: Key, inst: &'g Instance, list: &'g [Value], dict: &'g [(Value, Value)] },
+    DefaultEnd {
+        key: Key,
+        inst: &'g Instance,
+        list: &'g [Value],
+        dict: &'g [(Value, Value)],
+    },
     /// After a tuple's items: TUPLE / TUPLEn, or POP(_MARK) + GET if it turned up in the memo.
-    TupleEnd { key: Key, len: usize, marked: bool },
+    TupleEnd {
+        key: Key,
+        len: usize,
+        marked: bool,
+    },
     FrozenSetEnd(Key),
     /// After a REDUCE / NEWOBJ: memoize (or POP + GET if recursive), then items and state.
-    ReduceEnd { key: Key, inst: &'g Instance, list: &'g [Value], dict: &'g [(Value, Value)] },
-    Appends { items: &'g [Value], batching: Batching },
-    SetItems { items: &'g [(Value, Value)], batching: Batching },
+    ReduceEnd {
+        key: Key,
+        inst: &'g Instance,
+        list: &'g [Value],
+        dict: &'g [(Value, Value)],
+    },
+    Appends {
+        items: &'g [Value],
+        batching: Batching,
+    },
+    SetItems {
+        items: &'g [(Value, Value)],
+        batching: Batching,
+    },
     AddItems(&'g [Value]),
 }
 
@@ -645,13 +669,20 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::Global("builtins", "getattr"));
             return Ok(());
         }
-        let (m, n) = if self.proto < 3 && self.fix_imports { compat::map_py3_global(module, name) } else { (module, name) };
+        let (m, n) =
+            if self.proto < 3 && self.fix_imports { compat::map_py3_global(module, name) } else { (module, name) };
         let encodable = |s: &str| self.proto == 3 || s.is_ascii();
         if !encodable(m) {
-            return Err(Error::pickling(format!("can't pickle module identifier '{m}' using pickle protocol {}", self.proto)));
+            return Err(Error::pickling(format!(
+                "can't pickle module identifier '{m}' using pickle protocol {}",
+                self.proto
+            )));
         }
         if !encodable(n) {
-            return Err(Error::pickling(format!("can't pickle global identifier '{n}' using pickle protocol {}", self.proto)));
+            return Err(Error::pickling(format!(
+                "can't pickle global identifier '{n}' using pickle protocol {}",
+                self.proto
+            )));
         }
         let mut line = Vec::with_capacity(m.len() + n.len() + 3);
         line.push(Op::Global as u8);
@@ -690,7 +721,11 @@ impl<'h, W: Write> Pickler<'h, W> {
         }
         tasks.push(Task::Put(None));
         let short = n <= 3 && self.proto >= 2;
-        tasks.push(Task::Op(if short { [0, Op::Tuple1 as u8, Op::Tuple2 as u8, Op::Tuple3 as u8][n] } else { Op::Tuple as u8 }));
+        tasks.push(Task::Op(if short {
+            [0, Op::Tuple1 as u8, Op::Tuple2 as u8, Op::Tuple3 as u8][n]
+        } else {
+            Op::Tuple as u8
+        }));
         for item in items.into_iter().rev() {
             tasks.push(match item {
                 TupleItem::Value(v) => Task::Save(v),
@@ -823,7 +858,11 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if self.try_get(&key) {
                     return Ok(());
                 }
-                let (mm, nn) = if self.proto < 3 && self.fix_imports { compat::map_py3_global(&m, &n) } else { (m.as_str(), n.as_str()) };
+                let (mm, nn) = if self.proto < 3 && self.fix_imports {
+                    compat::map_py3_global(&m, &n)
+                } else {
+                    (m.as_str(), n.as_str())
+                };
                 let line = format!("c{mm}\n{nn}\n");
                 self.out.write(line.as_bytes());
                 self.put(Some(key));
@@ -893,7 +932,10 @@ impl<'h, W: Write> Pickler<'h, W> {
             Object::Complex(re, im) => {
                 tasks.push(Task::Put(Some(key)));
                 tasks.push(Task::Op(Op::Reduce as u8));
-                self.push_tuple_of(tasks, vec![TupleItem::Value(Value::Float(*re)), TupleItem::Value(Value::Float(*im))]);
+                self.push_tuple_of(
+                    tasks,
+                    vec![TupleItem::Value(Value::Float(*re)), TupleItem::Value(Value::Float(*im))],
+                );
                 tasks.push(Task::Global("builtins", "complex"));
             }
             Object::Buffer(b) => self.save_buffer(b, key)?,
@@ -904,7 +946,13 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     /// `set(list)` / `frozenset(list)` below protocol 4; the list is a fresh object.
-    fn save_set_reduce<'g>(&mut self, name: &'static str, items: &'g [Value], key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+    fn save_set_reduce<'g>(
+        &mut self,
+        name: &'static str,
+        items: &'g [Value],
+        key: Key,
+        tasks: &mut Vec<Task<'g>>,
+    ) -> Result<()> {
         tasks.push(Task::Put(Some(key)));
         tasks.push(Task::Op(Op::Reduce as u8));
         // The 1-tuple `(list(obj),)`, memoized as a fresh tuple.
@@ -948,7 +996,13 @@ impl<'h, W: Write> Pickler<'h, W> {
         }
     }
 
-    fn save_instance<'g>(&mut self, g: &'g Graph, inst: &'g Instance, key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+    fn save_instance<'g>(
+        &mut self,
+        g: &'g Graph,
+        inst: &'g Instance,
+        key: Key,
+        tasks: &mut Vec<Task<'g>>,
+    ) -> Result<()> {
         if !inst.set_items.is_empty() {
             return Err(Error::pickling("an instance built with ADDITEMS cannot be re-pickled"));
         }
@@ -1294,4 +1348,3 @@ pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> 
 pub fn dump<W: Write>(graph: &Graph, v: Value, out: W, protocol: Option<i32>) -> Result<()> {
     Pickler::new(out, protocol)?.dump(graph, v)
 }
-

@@ -204,15 +204,7 @@ const CHUNK: usize = 1 << 20;
 impl<R: BufRead> IoRead<R> {
     /// A reader over `inner`.
     pub fn new(inner: R) -> Self {
-        IoRead {
-            inner,
-            pos: 0,
-            pending: 0,
-            scratch: Vec::new(),
-            frame: Vec::new(),
-            frame_pos: 0,
-            in_frame: false,
-        }
+        IoRead { inner, pos: 0, pending: 0, scratch: Vec::new(), frame: Vec::new(), frame_pos: 0, in_frame: false }
     }
 
     /// The wrapped reader.

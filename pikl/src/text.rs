@@ -208,11 +208,19 @@ pub(crate) fn raw_unicode_escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
         let hex = s.get(i..i + count).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
         let Some(h) = hex else {
             let what = if count == 4 { "\\uXXXX" } else { "\\UXXXXXXXX" };
-            return Err(format!("'rawunicodeescape' codec can't decode bytes in position {}-{}: truncated {what} escape", i - 2, (i + count).min(s.len()) - 1));
+            return Err(format!(
+                "'rawunicodeescape' codec can't decode bytes in position {}-{}: truncated {what} escape",
+                i - 2,
+                (i + count).min(s.len()) - 1
+            ));
         };
         let cp = u32::from_str_radix(std::str::from_utf8(h).expect("hex digits"), 16).expect("hex digits");
         if cp > 0x10FFFF {
-            return Err(format!("'rawunicodeescape' codec can't decode bytes in position {}-{}: \\Uxxxxxxxx out of range", i - 2, i + count - 1));
+            return Err(format!(
+                "'rawunicodeescape' codec can't decode bytes in position {}-{}: \\Uxxxxxxxx out of range",
+                i - 2,
+                i + count - 1
+            ));
         }
         push_code_point(&mut out, cp);
         i += count;

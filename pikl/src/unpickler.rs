@@ -501,9 +501,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// `datetime.date/time/datetime(latin1_str)`, as Python 2 pickled them: the constructor
     /// takes the str's Latin-1 bytes, so they are kept as bytes.
     fn py2_datetime_args(&mut self, callable: Value, args: Value) -> Value {
-        let is_datetime = self.graph.view(callable).as_global().is_some_and(|g| {
-            g.module == "datetime" && matches!(g.name.as_str(), "date" | "time" | "datetime")
-        });
+        let is_datetime = self
+            .graph
+            .view(callable)
+            .as_global()
+            .is_some_and(|g| g.module == "datetime" && matches!(g.name.as_str(), "date" | "time" | "datetime"));
         let items = self.tuple_items(args).unwrap_or(&[]);
         if !is_datetime || items.is_empty() {
             return args;
@@ -600,7 +602,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
 
     fn set_items(&mut self, target: Value, items: &[Value]) -> Result<()> {
         let Value::Obj(id) = target else {
-            return if self.noload { Ok(()) } else { Err(bad(format!("cannot set items on {}", self.type_name(target)))) };
+            return if self.noload {
+                Ok(())
+            } else {
+                Err(bad(format!("cannot set items on {}", self.type_name(target))))
+            };
         };
         let pairs = items.chunks_exact(2).map(|p| (p[0], p[1]));
         match self.graph.get_mut(id) {
@@ -617,7 +623,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
 
     fn add_items(&mut self, target: Value, items: &[Value]) -> Result<()> {
         let Value::Obj(id) = target else {
-            return if self.noload { Ok(()) } else { Err(bad(format!("cannot add items to {}", self.type_name(target)))) };
+            return if self.noload {
+                Ok(())
+            } else {
+                Err(bad(format!("cannot add items to {}", self.type_name(target))))
+            };
         };
         match self.graph.get_mut(id) {
             Object::Set(_) => {
@@ -764,8 +774,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     b"00" => Value::Bool(false),
                     b"01" => Value::Bool(true),
                     l => {
-                        let p = text::parse_int(l)
-                            .ok_or_else(|| bad(format!("invalid literal for int() with base 0: {}", py_bytes_repr(l))))?;
+                        let p = text::parse_int(l).ok_or_else(|| {
+                            bad(format!("invalid literal for int() with base 0: {}", py_bytes_repr(l)))
+                        })?;
                         self.new_int(p)
                     }
                 };
@@ -1059,13 +1070,22 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let class = self.pop()?;
                 if !self.noload {
                     if !self.is_callable(class) {
-                        return Err(bad(format!("NEWOBJ_EX class argument must be a type, not {}", self.type_name(class))));
+                        return Err(bad(format!(
+                            "NEWOBJ_EX class argument must be a type, not {}",
+                            self.type_name(class)
+                        )));
                     }
                     if self.tuple_items(args).is_none() {
-                        return Err(bad(format!("NEWOBJ_EX args argument must be a tuple, not {}", self.type_name(args))));
+                        return Err(bad(format!(
+                            "NEWOBJ_EX args argument must be a tuple, not {}",
+                            self.type_name(args)
+                        )));
                     }
                     if self.graph.view(kwargs).as_dict().is_none() {
-                        return Err(bad(format!("NEWOBJ_EX kwargs argument must be a dict, not {}", self.type_name(kwargs))));
+                        return Err(bad(format!(
+                            "NEWOBJ_EX kwargs argument must be a dict, not {}",
+                            self.type_name(kwargs)
+                        )));
                     }
                 }
                 let v = self.new_instance(class, Construct::NewObjEx, args, Some(kwargs));
@@ -1125,7 +1145,8 @@ fn decode_long(b: &[u8]) -> ParsedInt {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// Encodes a str as Latin-1, if every code point fits.

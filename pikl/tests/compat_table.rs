@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use pikl::compat::{
-    map_py2_global, map_py3_global, Global, IMPORT_MAPPING, NAME_MAPPING, REVERSE_IMPORT_MAPPING,
-    REVERSE_NAME_MAPPING,
+    map_py2_global, map_py3_global, Global, IMPORT_MAPPING, NAME_MAPPING, REVERSE_IMPORT_MAPPING, REVERSE_NAME_MAPPING,
 };
 
 const DUMP: &str = r#"
@@ -61,11 +60,7 @@ fn python_dump() -> String {
         .arg(DUMP)
         .output()
         .expect("python3 is required for this test (could not run `python3`)");
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("python3 output is UTF-8")
 }
 
@@ -74,9 +69,7 @@ fn s(x: &str) -> String {
 }
 
 fn pair_table(t: &[(Global, Global)]) -> PairMap {
-    t.iter()
-        .map(|&((m, n), (m2, n2))| ((s(m), s(n)), (s(m2), s(n2))))
-        .collect()
+    t.iter().map(|&((m, n), (m2, n2))| ((s(m), s(n)), (s(m2), s(n2)))).collect()
 }
 
 fn str_table(t: &[(&str, &str)]) -> StrMap {
@@ -85,29 +78,20 @@ fn str_table(t: &[(&str, &str)]) -> StrMap {
 
 fn assert_sorted_unique<K: Ord + std::fmt::Debug, V>(what: &str, t: &[(K, V)]) {
     for w in t.windows(2) {
-        assert!(
-            w[0].0 < w[1].0,
-            "{what} not strictly sorted at {:?}",
-            w[1].0
-        );
+        assert!(w[0].0 < w[1].0, "{what} not strictly sorted at {:?}", w[1].0);
     }
 }
 
 #[test]
 fn tables_and_mappings_match_python() {
     let dump = python_dump();
-    let (mut name, mut import, mut rname, mut rimport) =
-        (PairMap::new(), StrMap::new(), PairMap::new(), StrMap::new());
+    let (mut name, mut import, mut rname, mut rimport) = (PairMap::new(), StrMap::new(), PairMap::new(), StrMap::new());
     let mut cases = Vec::new();
     for line in dump.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         match f[0] {
-            "NAME" => assert!(name
-                .insert((s(f[1]), s(f[2])), (s(f[3]), s(f[4])))
-                .is_none()),
-            "RNAME" => assert!(rname
-                .insert((s(f[1]), s(f[2])), (s(f[3]), s(f[4])))
-                .is_none()),
+            "NAME" => assert!(name.insert((s(f[1]), s(f[2])), (s(f[3]), s(f[4]))).is_none()),
+            "RNAME" => assert!(rname.insert((s(f[1]), s(f[2])), (s(f[3]), s(f[4]))).is_none()),
             "IMPORT" => assert!(import.insert(s(f[1]), s(f[2])).is_none()),
             "RIMPORT" => assert!(rimport.insert(s(f[1]), s(f[2])).is_none()),
             "CASE" => cases.push(f),
@@ -138,41 +122,20 @@ fn tables_and_mappings_match_python() {
         assert_eq!(map_py3_global(m, n), (f[5], f[6]), "py3->2 of {m}.{n}");
     }
     for (m, n) in name.keys().chain(rname.keys()) {
-        assert!(
-            seen.contains(&(m.clone(), n.clone())),
-            "no case for {m}.{n}"
-        );
+        assert!(seen.contains(&(m.clone(), n.clone())), "no case for {m}.{n}");
     }
     for m in import.keys().chain(rimport.keys()) {
-        assert!(
-            seen.contains(&(m.clone(), s("pikl_probe_name"))),
-            "no case for module {m}"
-        );
+        assert!(seen.contains(&(m.clone(), s("pikl_probe_name"))), "no case for module {m}");
     }
 }
 
 #[test]
 fn spot_checks() {
-    assert_eq!(
-        map_py2_global("__builtin__", "xrange"),
-        ("builtins", "range")
-    );
-    assert_eq!(
-        map_py2_global("__builtin__", "object"),
-        ("builtins", "object")
-    );
-    assert_eq!(
-        map_py2_global("copy_reg", "_reconstructor"),
-        ("copyreg", "_reconstructor")
-    );
+    assert_eq!(map_py2_global("__builtin__", "xrange"), ("builtins", "range"));
+    assert_eq!(map_py2_global("__builtin__", "object"), ("builtins", "object"));
+    assert_eq!(map_py2_global("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"));
     assert_eq!(map_py2_global("mymod", "Thing"), ("mymod", "Thing"));
-    assert_eq!(
-        map_py3_global("builtins", "range"),
-        ("__builtin__", "xrange")
-    );
-    assert_eq!(
-        map_py3_global("builtins", "object"),
-        ("__builtin__", "object")
-    );
+    assert_eq!(map_py3_global("builtins", "range"), ("__builtin__", "xrange"));
+    assert_eq!(map_py3_global("builtins", "object"), ("__builtin__", "object"));
     assert_eq!(map_py3_global("mymod", "Thing"), ("mymod", "Thing"));
 }

@@ -48,20 +48,14 @@ fn python_dump() -> String {
         .arg(DUMP)
         .output()
         .expect("python3 is required for this test (could not run `python3`)");
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("python3 output is UTF-8")
 }
 
 fn unhex(s: &str) -> String {
     assert!(s.len() % 2 == 0, "odd hex length");
-    let bytes: Vec<u8> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-        .collect();
+    let bytes: Vec<u8> =
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit")).collect();
     String::from_utf8(bytes).expect("UTF-8 doc")
 }
 
@@ -100,11 +94,7 @@ fn table_matches_pickletools() {
     assert_eq!(ArgKind::None.name(), "None");
     assert_eq!(ArgKind::None.fixed_len(), Some(0));
     for (name, n) in &py_args {
-        let kinds: Vec<ArgKind> = ArgKind::ALL
-            .iter()
-            .copied()
-            .filter(|k| k.name() == *name)
-            .collect();
+        let kinds: Vec<ArgKind> = ArgKind::ALL.iter().copied().filter(|k| k.name() == *name).collect();
         assert_eq!(kinds.len(), 1, "ArgKind for {name}");
         let expected = usize::try_from(*n).ok();
         assert_eq!(kinds[0].fixed_len(), expected, "fixed_len of {name}");
@@ -177,10 +167,7 @@ fn spot_checks() {
     assert_eq!(Opcode::ReadonlyBuffer as u8, 0x98);
     assert_eq!(Opcode::Proto.arg(), ArgKind::UInt1);
     assert_eq!(Opcode::Global.arg(), ArgKind::StringNlNoescapePair);
-    assert_eq!(
-        ArgKind::StringNlNoescapePair.name(),
-        "stringnl_noescape_pair"
-    );
+    assert_eq!(ArgKind::StringNlNoescapePair.name(), "stringnl_noescape_pair");
     assert_eq!(ArgKind::Unicode1.name(), "unicodestring1");
     assert_eq!(ArgKind::Float8.fixed_len(), Some(8));
     assert_eq!(ArgKind::Bytes8.fixed_len(), None);

@@ -59,9 +59,12 @@ impl Dict {
     /// The value under the str key `key`.
     pub fn get_str(&self, graph: &Graph, key: &str) -> Option<Value> {
         let h = super::hash::hash_str_bytes(key.as_bytes());
-        let is_key = |k: Value| matches!(graph.object(k), Some(super::Object::Str(s)) if s.as_bytes() == key.as_bytes());
+        let is_key =
+            |k: Value| matches!(graph.object(k), Some(super::Object::Str(s)) if s.as_bytes() == key.as_bytes());
         let pos = match &self.index {
-            Some(index) => index.find(h, |&(eh, i)| eh == h && is_key(self.entries[i as usize].0)).map(|&(_, i)| i as usize),
+            Some(index) => {
+                index.find(h, |&(eh, i)| eh == h && is_key(self.entries[i as usize].0)).map(|&(_, i)| i as usize)
+            }
             None => self.entries.iter().position(|&(k, _)| is_key(k)),
         };
         pos.map(|i| self.entries[i].1)

@@ -91,7 +91,8 @@ fn keys_equal_depth(ga: &Graph, a: Value, gb: &Graph, b: Value, depth: usize) ->
                             return false;
                         }
                         let all = s.items().iter().all(|&item| {
-                            ga.hash(item).is_ok_and(|_| t.items().iter().any(|&o| keys_equal_depth(ga, item, gb, o, depth + 1)))
+                            ga.hash(item)
+                                .is_ok_and(|_| t.items().iter().any(|&o| keys_equal_depth(ga, item, gb, o, depth + 1)))
                         });
                         if !all {
                             return false;
@@ -232,4 +233,3 @@ pub(crate) fn equal(ga: &Graph, a: Value, gb: &Graph, b: Value) -> bool {
     }
     true
 }
-

@@ -29,7 +29,7 @@ fn hash_i64(i: i64) -> u64 {
 }
 
 fn hash_f64(f: f64) -> u64 {
-    if f.fract() == 0.0 && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&f) {
+    if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
         hash_i64(f as i64)
     } else if f.is_nan() {
         0x7FF8
@@ -126,7 +126,7 @@ impl Graph<'_> {
             }
             budget = budget.saturating_sub(1);
             if budget == 0 {
-                return Ok(0x0B0D_6E7);
+                return Ok(0x00B0_D6E7);
             }
             let (items, next) = match frame {
                 Frame::Tuple { items, next, .. } | Frame::Frozen { items, next, .. } => (items, next),

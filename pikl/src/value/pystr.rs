@@ -149,11 +149,7 @@ pub(crate) fn push_code_point(out: &mut Vec<u8>, cp: u32) {
     } else if cp < 0x800 {
         out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]);
     } else if cp < 0x10000 {
-        out.extend_from_slice(&[
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]);
+        out.extend_from_slice(&[0xE0 | (cp >> 12) as u8, 0x80 | ((cp >> 6) & 0x3F) as u8, 0x80 | (cp & 0x3F) as u8]);
     } else {
         out.extend_from_slice(&[
             0xF0 | (cp >> 18) as u8,
@@ -176,11 +172,7 @@ fn surrogatepass_valid(b: &[u8]) -> bool {
             Err(e) => {
                 i += e.valid_up_to();
                 let r = &b[i..];
-                if r.len() >= 3
-                    && r[0] == 0xED
-                    && (0xA0..=0xBF).contains(&r[1])
-                    && (0x80..=0xBF).contains(&r[2])
-                {
+                if r.len() >= 3 && r[0] == 0xED && (0xA0..=0xBF).contains(&r[1]) && (0x80..=0xBF).contains(&r[2]) {
                     i += 3;
                 } else {
                     return false;

@@ -316,7 +316,7 @@ fn write_complex(w: &mut dyn Write, re: f64, im: f64) -> fmt::Result {
     if !bare {
         s.push('(');
         format_float(&mut s, re, false);
-        if !(im.is_sign_negative() && !im.is_nan()) {
+        if !im.is_sign_negative() || im.is_nan() {
             s.push('+');
         }
     }
@@ -353,14 +353,14 @@ pub(crate) fn write_str_repr(w: &mut dyn Write, s: &PyStr) -> fmt::Result {
                 out.push(quote);
             }
             0x20..=0x7E => out.push(cp as u8 as char),
-            0..=0x7F => {
+            0..=0x1F | 0x7F => {
                 let _ = write!(out, "\\x{cp:02x}");
             }
             _ if is_printable(cp) => out.push(char::from_u32(cp).expect("printable is a char")),
-            0..=0xFF => {
+            0x80..=0xFF => {
                 let _ = write!(out, "\\x{cp:02x}");
             }
-            0..=0xFFFF => {
+            0x100..=0xFFFF => {
                 let _ = write!(out, "\\u{cp:04x}");
             }
             _ => {

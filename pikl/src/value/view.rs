@@ -5,7 +5,7 @@ use std::fmt;
 use num_bigint::BigInt;
 
 use super::repr::{write_repr, ReprOptions};
-use super::{Dict, Global, Graph, Instance, Object, ObjId, PyStr, Value};
+use super::{Dict, Global, Graph, Instance, ObjId, Object, PyStr, Value};
 
 /// A [`Value`] with the [`Graph`] it lives in: typed accessors, lookups, iteration, `Display`
 /// as Python's `repr()`, and `==` as Python's.
