@@ -6,23 +6,27 @@
 //! state).
 #![deny(missing_docs)]
 
+mod build;
 mod canonical;
 mod codec;
 pub mod compat;
 pub mod dis;
 pub mod error;
+mod frame_writer;
 pub mod opcodes;
 pub mod ops;
 pub mod optimize;
-mod frame_writer;
 mod pickler;
 pub mod read;
 mod text;
 mod unpickler;
 pub mod value;
 
+pub use build::Py;
 pub use codec::{DecodeErrors, Encoding};
-pub use pickler::{dump, dumps, resolve_protocol, BufferCallback, PersistentId, Pickler, PicklerMemo, DEFAULT_PROTOCOL};
+pub use pickler::{
+    dump, dumps, resolve_protocol, BufferCallback, PersistentId, Pickler, PicklerMemo, DEFAULT_PROTOCOL,
+};
 pub use unpickler::{FindClass, PersistentLoad, Unpickler, UnpicklerOptions, HIGHEST_PROTOCOL};
 
 pub use error::{Category, Error, Result};
