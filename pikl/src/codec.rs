@@ -15,8 +15,8 @@ pub enum Encoding {
     Latin1,
     /// `"utf-8"`.
     Utf8,
-    /// `"cp1252"` (Windows Western).
-    Cp1252,
+    /// A single-byte codec such as `"cp1252"`, `"koi8-r"` or `"iso8859-15"`.
+    Charmap(&'static Charmap),
     /// `"bytes"`: keep them as `bytes` objects.
     Bytes,
 }
@@ -29,9 +29,9 @@ impl Encoding {
             "ascii" | "us-ascii" | "646" => Encoding::Ascii,
             "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "8859" | "cp819" | "l1" | "latin" => Encoding::Latin1,
             "utf8" | "utf-8" | "u8" | "utf" => Encoding::Utf8,
-            "cp1252" | "windows-1252" => Encoding::Cp1252,
             "bytes" => Encoding::Bytes,
-            _ => return None,
+            "windows-1252" => Encoding::Charmap(charmap("cp1252")?),
+            _ => Encoding::Charmap(charmap(&n)?),
         })
     }
 
@@ -40,10 +40,29 @@ impl Encoding {
             Encoding::Ascii => "ascii",
             Encoding::Latin1 => "latin-1",
             Encoding::Utf8 => "utf-8",
-            Encoding::Cp1252 => "charmap",
+            Encoding::Charmap(_) => "charmap",
             Encoding::Bytes => "bytes",
         }
     }
+}
+
+/// A single-byte codec's decoding table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Charmap {
+    /// Python's canonical name.
+    pub name: &'static str,
+    /// Names Python accepts for it (normalized: lowercase).
+    pub aliases: &'static [&'static str],
+    /// Code point of each byte; `0xFFFF` for undefined bytes.
+    pub table: [u16; 256],
+}
+
+fn charmap(name: &str) -> Option<&'static Charmap> {
+    let norm = name.replace('-', "_");
+    let compact = name.replace(['-', '_'], "");
+    crate::codec_tables::CHARMAPS.iter().find(|c| {
+        c.aliases.iter().any(|a| *a == name || *a == norm || *a == compact || a.replace(['-', '_'], "") == compact)
+    })
 }
 
 /// The `errors` option: what to do with bytes the encoding cannot decode.
@@ -95,12 +114,6 @@ impl fmt::Display for DecodeError {
     }
 }
 
-/// CP1252's 0x80..0x9F; 0 marks the five undefined bytes.
-const CP1252_HIGH: [u16; 32] = [
-    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0, 0,
-    0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
-];
-
 fn undecodable(out: &mut Vec<u8>, errors: DecodeErrors, err: DecodeError) -> Result<(), DecodeError> {
     match errors {
         DecodeErrors::Strict => return Err(err),
@@ -138,12 +151,9 @@ pub(crate) fn decode(bytes: &[u8], encoding: Encoding, errors: DecodeErrors) -> 
         _ => {
             for (pos, &b) in bytes.iter().enumerate() {
                 let cp = match (encoding, b) {
-                    (_, 0..=0x7F) => Some(b as u32),
+                    (Encoding::Ascii | Encoding::Latin1, 0..=0x7F) => Some(b as u32),
                     (Encoding::Latin1, _) => Some(b as u32),
-                    (Encoding::Cp1252, 0x80..=0x9F) => {
-                        Some(CP1252_HIGH[(b - 0x80) as usize] as u32).filter(|&c| c != 0)
-                    }
-                    (Encoding::Cp1252, _) => Some(b as u32),
+                    (Encoding::Charmap(c), _) => Some(c.table[b as usize] as u32).filter(|&c| c != 0xFFFF),
                     _ => None,
                 };
                 match cp {

@@ -9,6 +9,7 @@
 mod build;
 mod canonical;
 mod codec;
+mod codec_tables;
 pub mod compat;
 pub mod dis;
 pub mod error;
@@ -23,7 +24,7 @@ mod unpickler;
 pub mod value;
 
 pub use build::Py;
-pub use codec::{DecodeErrors, Encoding};
+pub use codec::{Charmap, DecodeErrors, Encoding};
 pub use pickler::{
     dump, dumps, resolve_protocol, BufferCallback, PersistentId, Pickler, PicklerMemo, DEFAULT_PROTOCOL,
 };
