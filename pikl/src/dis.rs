@@ -28,6 +28,7 @@
 //! # Ok::<(), pikl::Error>(())
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
@@ -424,7 +425,11 @@ fn stringnl(data: &[u8], stripquotes: bool) -> std::result::Result<Vec<u8>, Stri
         match d.first() {
             Some(&q @ (b'"' | b'\'')) => {
                 if d.last() != Some(&q) {
-                    return Err(format!("strinq quote {} not found at both ends of {}", bytes_repr(&[q]), bytes_repr(d)));
+                    return Err(format!(
+                        "strinq quote {} not found at both ends of {}",
+                        bytes_repr(&[q]),
+                        bytes_repr(d)
+                    ));
                 }
                 d = if d.len() >= 2 { &d[1..d.len() - 1] } else { &[] };
             }
@@ -605,7 +610,8 @@ pub fn dis<'de, R: Read<'de>, W: io::Write + ?Sized>(
         line.clear();
 
         let code = info.code;
-        let code_repr = if (0x20..0x7f).contains(&code) { (code as char).to_string() } else { format!("\\x{code:02x}") };
+        let code_repr =
+            if (0x20..0x7f).contains(&code) { (code as char).to_string() } else { format!("\\x{code:02x}") };
         let _ = write!(line, "{code_repr:<4} ");
         for _ in 0..markstack.len() {
             line.push_str(&indentchunk);
@@ -651,18 +657,19 @@ pub fn dis<'de, R: Read<'de>, W: io::Write + ?Sized>(
                 } else {
                     arg.key().expect("memo opcodes have int arguments")
                 };
-                if memo.keys.contains_key(&key) {
-                    let mut r = String::new();
-                    arg.repr(&mut r).map_err(fail)?;
-                    errormsg = Some(format!("memo key {r} already defined"));
-                } else {
-                    match stack.last() {
+                match memo.keys.entry(key) {
+                    Entry::Occupied(_) => {
+                        let mut r = String::new();
+                        arg.repr(&mut r).map_err(fail)?;
+                        errormsg = Some(format!("memo key {r} already defined"));
+                    }
+                    Entry::Vacant(slot) => match stack.last() {
                         None => errormsg = Some("stack is empty -- can't store into memo".into()),
                         Some(StackKind::Mark) => errormsg = Some("can't store markobject in the memo".into()),
                         Some(&top) => {
-                            memo.keys.insert(key, top);
+                            slot.insert(top);
                         }
-                    }
+                    },
                 }
             }
             Opcode::Get | Opcode::BinGet | Opcode::LongBinGet => {
