@@ -1,7 +1,9 @@
 //! The `pikl` command: inspect, check and convert Python pickle files.
 
 mod convert;
+mod dis;
 mod input;
+mod optimize;
 mod show;
 
 use std::io;
@@ -25,6 +27,12 @@ enum Command {
     /// Re-pickle every pickle of the stream at another protocol, byte for byte as CPython.
     #[command(after_help = "Example:\n  pikl convert --protocol 5 old.pkl -o new.pkl")]
     Convert(convert::Args),
+    /// Disassemble pickles symbolically, exactly as `python3 -m pickletools` does.
+    #[command(after_help = dis::AFTER_HELP)]
+    Dis(dis::Args),
+    /// Remove unused PUT opcodes, byte for byte as `pickletools.optimize`.
+    #[command(after_help = optimize::AFTER_HELP)]
+    Optimize(optimize::Args),
 }
 
 /// How a run ended, mapped to the exit status: 0 success, 1 bad data, 2 usage.
@@ -46,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Show(args) => show::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Dis(args) => dis::run(args),
+        Command::Optimize(args) => optimize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
