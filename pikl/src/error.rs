@@ -65,6 +65,13 @@ impl Error {
         Self::new(Category::Unpickling, message.into()).at(offset)
     }
 
+    /// The error a `find_class` hook returns to refuse a global (Python's "global 'os.system'
+    /// is forbidden").
+    #[cold]
+    pub fn unpickling_forbidden(module: &str, name: &str) -> Self {
+        Self::new(Category::Unpickling, format!("global '{module}.{name}' is forbidden"))
+    }
+
     /// The stream ended early, at byte `offset`.
     #[cold]
     pub fn eof(offset: u64) -> Self {

@@ -398,10 +398,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         }
         let (module, name) =
             if self.proto < 3 && self.opts.fix_imports { compat::map_py2_global(module, name) } else { (module, name) };
-        let (module, name) = crate::canonical::canonical(module, name);
         if let Some(f) = self.find_class.as_mut() {
             return f(&mut self.graph, module, name);
         }
+        // What CPython finds there reports its own module and name (`functools.reduce` is
+        // `_functools.reduce`), and is written back under those.
+        let (module, name) = crate::canonical::canonical(module, name);
         let key = (module.to_owned(), name.to_owned());
         if let Some(&id) = self.interned.globals.get(&key) {
             return Ok(Value::Obj(id));

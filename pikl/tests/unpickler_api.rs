@@ -1,0 +1,191 @@
+//! The unpickler's options and hooks, through both readers.
+
+use std::io::BufReader;
+
+use pikl::{Category, Encoding, Object, Unpickler, UnpicklerOptions, Value};
+
+/// Pickles written by CPython 3.11 (`pickle.dumps(value, protocol)`), with the value's repr.
+const CASES: &[(&str, &[u8])] = &[
+    ("[1, 2]", b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e."),
+    ("{'a': (1, 2.5, None)}", b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01G@\x04\x00\x00\x00\x00\x00\x00N\x87q\x02s."),
+    ("'caf\u{e9} \u{20ac}'", b"Vcaf\xe9 \\u20ac\np0\n."),
+    ("b'ab'", b"\x80\x03C\x02abq\x00."),
+    ("{1, 2}", b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03."),
+    ("-1180591620717411303424", b"\x80\x02\x8a\t\x00\x00\x00\x00\x00\x00\x00\x00\xc0."),
+    ("True", b"I01\n."),
+];
+
+fn load_slice(data: &[u8]) -> String {
+    let mut u = Unpickler::from_slice(data);
+    let v = u.load().unwrap();
+    u.view(v).to_string()
+}
+
+fn load_stream(data: &[u8], capacity: usize) -> String {
+    let mut u = Unpickler::from_reader(BufReader::with_capacity(capacity, data));
+    let v = u.load().unwrap();
+    u.view(v).to_string()
+}
+
+#[test]
+fn every_reader_agrees() {
+    for &(repr, data) in CASES {
+        assert_eq!(load_slice(data), repr);
+        assert_eq!(load_stream(data, 1), repr, "1-byte BufReader");
+        assert_eq!(load_stream(data, 8192), repr);
+        // Re-pickled at the pickle's own protocol: loads to the same repr.
+        let loaded = pikl::loads(data).unwrap();
+        for p in 0..=5 {
+            let again = pikl::dumps(&loaded.graph, loaded.root, Some(p)).unwrap();
+            assert_eq!(load_slice(&again), repr, "protocol {p}");
+        }
+    }
+}
+
+#[test]
+fn slices_borrow_strs_and_bytes() {
+    let data = b"\x80\x04\x95\x11\x00\x00\x00\x00\x00\x00\x00\x8c\x05hello\x94C\x03abc\x94\x86\x94.";
+    let loaded = pikl::loads(data).unwrap();
+    let items = loaded.value().as_slice().unwrap().to_vec();
+    let Some(Object::Str(s)) = loaded.graph.object(items[0]) else { panic!() };
+    let range = data.as_ptr_range();
+    assert!(range.contains(&s.as_bytes().as_ptr()), "str borrowed from the input");
+    let Some(Object::Bytes(b)) = loaded.graph.object(items[1]) else { panic!() };
+    assert!(range.contains(&b.as_ptr()), "bytes borrowed from the input");
+}
+
+#[test]
+fn python2_strings_follow_encoding_and_errors() {
+    let data = b"S'caf\\xe9'\np0\n.";
+    let err = pikl::loads(data).unwrap_err();
+    assert_eq!(err.category(), Category::Unpickling);
+    assert!(err.to_string().contains("'ascii' codec can't decode byte 0xe9"), "{err}");
+    for (enc, errors, want) in [
+        ("latin1", "strict", "'café'"),
+        ("bytes", "strict", "b'caf\\xe9'"),
+        ("ascii", "replace", "'caf\u{fffd}'"),
+        ("ascii", "ignore", "'caf'"),
+        ("ascii", "backslashreplace", "'caf\\\\xe9'"),
+        ("ascii", "surrogateescape", "'caf\\udce9'"),
+        ("koi8-r", "strict", "'cafИ'"),
+    ] {
+        let opts = UnpicklerOptions {
+            encoding: Encoding::from_name(enc).unwrap(),
+            errors: pikl::DecodeErrors::from_name(errors).unwrap(),
+            ..Default::default()
+        };
+        let mut u = Unpickler::from_slice(data).with_options(opts);
+        let v = u.load().unwrap();
+        assert_eq!(u.view(v).to_string(), want, "{enc}/{errors}");
+    }
+}
+
+#[test]
+fn hooks_resolve_persistent_ids_globals_extensions_and_buffers() {
+    // pickle.dumps with persistent_id returning 'ref-1' for an object, protocol 0 and 2.
+    let p0 = b"(lp0\nPref-1\np1\na.";
+    let mut u = Unpickler::from_slice(p0);
+    u.set_persistent_load(|g, pid| {
+        assert_eq!(g.view(pid).as_str(), Some("ref-1"));
+        Ok(g.str("resolved"))
+    });
+    let v = u.load().unwrap();
+    assert_eq!(u.view(v).to_string(), "['resolved']");
+
+    // Without a hook the id stays data.
+    let v = pikl::loads(p0).unwrap();
+    assert_eq!(v.to_string(), "[persistent_load('ref-1')]");
+
+    // noload walks without building and reports the ids.
+    let p2 =
+        b"\x80\x02]q\x00(X\x05\x00\x00\x00ref-1q\x01Qcdatetime\ndate\nq\x02C\x04\x07\xea\x0b\x18q\x03\x85q\x04Rq\x05e.";
+    let mut u = Unpickler::from_slice(p2);
+    let pids = u.noload().unwrap();
+    assert_eq!(pids.len(), 1);
+    assert_eq!(u.view(pids[0]).as_str(), Some("ref-1"));
+
+    // find_class decides what a global becomes.
+    let mut u = Unpickler::from_slice(b"cos\nsystem\n.");
+    u.set_find_class(|_, module, name| Err(pikl::Error::unpickling_forbidden(module, name)));
+    let err = u.load().unwrap_err();
+    assert!(err.to_string().contains("os.system"), "{err}");
+
+    // Extension codes: kept as data, or resolved by a registry.
+    let ext = b"\x80\x02\x82\x2a.";
+    assert_eq!(pikl::loads(ext).unwrap().to_string(), "extension(42)");
+    let mut u = Unpickler::from_slice(ext);
+    u.add_extension(42, "collections", "OrderedDict");
+    let v = u.load().unwrap();
+    assert_eq!(u.view(v).to_string(), "collections.OrderedDict");
+
+    // Out-of-band buffers (protocol 5 NEXT_BUFFER, READONLY_BUFFER).
+    let oob = b"\x80\x05\x97\x97\x98\x86\x94.";
+    assert!(pikl::loads(oob).unwrap_err().to_string().contains("no *buffers*"));
+    let mut u = Unpickler::from_slice(oob);
+    u.set_buffers([b"one".to_vec(), b"two".to_vec()]);
+    let v = u.load().unwrap();
+    let items = u.view(v).as_slice().unwrap().to_vec();
+    let Some(Object::Buffer(b)) = u.graph().object(items[1]) else { panic!() };
+    assert!(b.readonly && b.data == b"two");
+}
+
+#[test]
+fn consecutive_loads_share_one_memo() {
+    // p = pickle.Pickler(f, 2); x = [1]; p.dump(x); p.dump((x, x))
+    let data = b"\x80\x02]q\x00K\x01a.\x80\x02h\x00h\x00\x86q\x01.";
+    let mut u = Unpickler::from_reader(&data[..]);
+    let first = u.load().unwrap();
+    let second = u.load().unwrap();
+    let pair = u.view(second).as_slice().unwrap().to_vec();
+    assert_eq!(pair, vec![first, first], "one object across loads");
+    assert!(u.at_end().unwrap());
+    assert!(u.load().unwrap_err().is_eof());
+}
+
+#[test]
+fn limits_are_enforced_without_allocating() {
+    // BINBYTES8 claiming 2^40 bytes in a 20-byte input.
+    let mut huge = b"\x80\x04\x8e".to_vec();
+    huge.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    huge.extend_from_slice(b"abcdefgh");
+    for r in [pikl::loads(&huge).map(|_| ()), pikl::load(&huge[..]).map(|_| ())] {
+        let err = r.unwrap_err();
+        assert!(err.is_eof(), "{err}");
+        assert!(err.offset().is_some());
+    }
+    // LONG_BINPUT at 0xFFFFFFF0 is a sparse memo entry, not a 64 GiB vector.
+    let sparse = b"\x80\x02K\x01r\xf0\xff\xff\xff0j\xf0\xff\xff\xff.";
+    assert_eq!(pikl::loads(sparse).unwrap().to_string(), "1");
+    // A memo limit.
+    let opts = UnpicklerOptions { max_memo_len: 1, ..Default::default() };
+    let two_puts = b"\x80\x02K\x01q\x00K\x02q\x01\x86.";
+    let err = Unpickler::from_slice(two_puts).with_options(opts).load().unwrap_err();
+    assert!(err.to_string().contains("memo"), "{err}");
+    // A depth limit on open MARKs.
+    let marks = vec![b'('; 2000];
+    let opts = UnpicklerOptions { max_depth: 1000, ..Default::default() };
+    let err = Unpickler::from_slice(&marks).with_options(opts).load().unwrap_err();
+    assert!(err.to_string().contains("MARK"), "{err}");
+    // A million nested TUPLE1s: loads, prints, compares and drops without recursion.
+    let mut deep = vec![0x80, 2, b')'];
+    deep.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+    deep.push(b'.');
+    let a = pikl::loads(&deep).unwrap();
+    let b = pikl::loads(&deep).unwrap();
+    assert!(a.value() == b.value());
+    assert!(a.value().repr_with(pikl::value::ReprOptions { max_chars: Some(8) }).starts_with("(((((((("));
+}
+
+#[test]
+fn errors_name_offset_and_opcode() {
+    let err = pikl::loads(b"\x80\x02h\x05.").unwrap_err();
+    assert_eq!(err.offset(), Some(2));
+    assert_eq!(err.opcode(), Some(pikl::opcodes::Opcode::BinGet));
+    assert_eq!(err.to_string(), "unpickling error at byte 2 (opcode BINGET): Memo value not found at index 5");
+    let err = pikl::loads(b"\x80\x02]K\x01").unwrap_err();
+    assert!(err.is_eof() && err.to_string().starts_with("unexpected end of pickle at byte 5"), "{err}");
+    let err = pikl::loads(b"\xff").unwrap_err();
+    assert_eq!(err.to_string(), "unpickling error at byte 0: invalid load key, '\\xff'.");
+    assert_eq!(pikl::loads(b"").unwrap_err().category(), Category::Eof);
+    assert!(matches!(pikl::loads(b"N.").unwrap().root, Value::None));
+}
