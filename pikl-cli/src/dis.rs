@@ -168,6 +168,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     for path in &paths {
         inputs.push(input::open(*path).map_err(|e| match e {
             Failure::BadData(msg) | Failure::Usage(msg) => Failure::Usage(format!("can't open {msg}")),
+            Failure::BrokenPipe => Failure::BrokenPipe,
         })?);
     }
 

@@ -22,7 +22,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print each pickle of the stream as Python's repr, one line each.
-    #[command(after_help = "Example:\n  pikl show data.pkl\n  python3 -c 'import pickle,sys; pickle.dump([1, 2], sys.stdout.buffer)' | pikl show")]
+    #[command(
+        after_help = "Example:\n  pikl show data.pkl\n  python3 -c 'import pickle,sys; pickle.dump([1, 2], sys.stdout.buffer)' | pikl show"
+    )]
     Show(show::Args),
     /// Re-pickle every pickle of the stream at another protocol, byte for byte as CPython.
     #[command(after_help = "Example:\n  pikl convert --protocol 5 old.pkl -o new.pkl")]
@@ -41,11 +43,17 @@ pub enum Failure {
     BadData(String),
     /// The command line is wrong.
     Usage(String),
+    /// The reader of our output went away (`pikl dis big.pkl | head`): not an error.
+    BrokenPipe,
 }
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
-        Failure::BadData(e.to_string())
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::BadData(e.to_string())
+        }
     }
 }
 
@@ -58,7 +66,7 @@ fn main() -> ExitCode {
         Command::Optimize(args) => optimize::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
         Err(Failure::BadData(msg)) => {
             eprintln!("pikl: {msg}");
             ExitCode::from(1)

@@ -1,7 +1,9 @@
 //! `pikl show`: each pickle of a stream as Python's repr, one per line.
 
+use std::fmt;
 use std::io::{self, Write};
 
+use pikl::value::ReprOptions;
 use pikl::Unpickler;
 
 use crate::input;
@@ -10,15 +12,35 @@ use crate::Failure;
 /// Arguments of `pikl show`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, cp1252 or bytes.
+    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, bytes, or a
+    /// single-byte codec such as cp1252 or koi8-r.
     #[arg(long)]
     encoding: Option<String>,
     /// What to do with undecodable Python 2 str bytes: strict, replace, ignore,
     /// backslashreplace, surrogateescape.
     #[arg(long)]
     errors: Option<String>,
+    /// Cap each line at this many characters (0: no cap). A graph of shared references can
+    /// describe a repr far larger than the file, as CPython's repr() would print it.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_chars: usize,
     /// The pickle file; `-` or omitted for stdin.
     file: Option<String>,
+}
+
+/// Adapts an `io::Write` to `fmt::Write`, keeping the I/O error.
+struct FmtIo<'w, W: Write> {
+    out: &'w mut W,
+    err: Option<io::Error>,
+}
+
+impl<W: Write> fmt::Write for FmtIo<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.out.write_all(s.as_bytes()).map_err(|e| {
+            self.err = Some(e);
+            fmt::Error
+        })
+    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -27,22 +49,32 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let repr_opts = ReprOptions { max_chars: (args.max_chars > 0).then_some(args.max_chars) };
     let mut first = true;
-    loop {
-        match u.at_end() {
-            Ok(true) if !first => break,
-            Ok(_) => {}
-            Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
+    let result = (|| -> Result<(), Failure> {
+        loop {
+            match u.at_end() {
+                Ok(true) if !first => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
+            }
+            first = false;
+            let v = u.load().map_err(|e| Failure::BadData(format!("{}: {e}", inp.name)))?;
+            let mut w = FmtIo { out: &mut out, err: None };
+            let complete = u.view(v).write_repr(&mut w, repr_opts);
+            if let Some(e) = w.err {
+                return Err(e.into());
+            }
+            if complete == Ok(false) {
+                eprintln!(
+                    "pikl: {}: output capped at {} characters; pass --max-chars 0 for the whole repr",
+                    inp.name, args.max_chars
+                );
+            }
+            out.write_all(b"\n")?;
         }
-        first = false;
-        let v = u.load().map_err(|e| Failure::BadData(format!("{}: {e}", inp.name)))?;
-        let res = writeln!(out, "{}", u.view(v));
-        if let Err(e) = res {
-            return if input::is_broken_pipe(&e) { Ok(()) } else { Err(e.into()) };
-        }
-    }
-    match out.flush() {
-        Err(e) if !input::is_broken_pipe(&e) => Err(e.into()),
-        _ => Ok(()),
-    }
+    })();
+    let flushed = out.flush();
+    result?;
+    flushed.map_err(Failure::from)
 }

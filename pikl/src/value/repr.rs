@@ -29,12 +29,12 @@ enum Task<'g> {
     Items(&'g [Value], &'static str),
 }
 
-/// Writes Python's repr of `v` to `out`.
-pub(crate) fn write_repr(g: &Graph, v: Value, out: &mut dyn Write, opts: ReprOptions) -> fmt::Result {
+/// Writes Python's repr of `v` to `out`; `Ok(false)` when it was cut at `max_chars`.
+pub(crate) fn write_repr(g: &Graph, v: Value, out: &mut dyn Write, opts: ReprOptions) -> Result<bool, fmt::Error> {
     let mut w = Limited { out, left: opts.max_chars.unwrap_or(usize::MAX), cut: false };
     match repr_into(g, v, &mut w) {
-        Err(_) if w.cut => w.out.write_str("..."),
-        other => other,
+        Err(_) if w.cut => w.out.write_str("...").map(|_| false),
+        other => other.map(|_| true),
     }
 }
 

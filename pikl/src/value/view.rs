@@ -226,17 +226,22 @@ impl<'g, 'a> ValueRef<'g, 'a> {
         entries.iter().map(move |&(k, v)| (ValueRef { graph, value: k }, ValueRef { graph, value: v }))
     }
 
-    /// Python's repr, cut after about `max_chars` characters.
+    /// Python's repr, cut after about `max_chars` characters (ending with `...`).
     pub fn repr_with(&self, opts: ReprOptions) -> String {
         let mut s = String::new();
         let _ = write_repr(self.graph, self.value, &mut s, opts);
         s
     }
+
+    /// Streams Python's repr to `out`; `Ok(false)` when it was cut at `max_chars`.
+    pub fn write_repr(&self, out: &mut dyn fmt::Write, opts: ReprOptions) -> Result<bool, fmt::Error> {
+        write_repr(self.graph, self.value, out, opts)
+    }
 }
 
 impl fmt::Display for ValueRef<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_repr(self.graph, self.value, f, ReprOptions::default())
+        write_repr(self.graph, self.value, f, ReprOptions::default()).map(|_| ())
     }
 }
 
