@@ -44,12 +44,7 @@ fn unknown_opcode(pos: u64, b: u8) -> Error {
 /// Python's repr of a one-byte bytes object's content, as CPython quotes it in messages.
 fn py_byte_repr(b: u8) -> String {
     match b {
-        b'\\' => "'\\\\'".into(),
-        b'\'' => "\"'\"".into(),
-        b'\t' => "'\\t'".into(),
-        b'\n' => "'\\n'".into(),
-        b'\r' => "'\\r'".into(),
-        0x20..=0x7E => format!("'{}'", b as char),
+        0x20..=0x7E if b != b'\'' && b != b'\\' => format!("'{}'", b as char),
         _ => format!("'\\x{b:02x}'"),
     }
 }

@@ -211,7 +211,7 @@ pub(crate) fn raw_unicode_escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
             return Err(format!(
                 "'rawunicodeescape' codec can't decode bytes in position {}-{}: truncated {what} escape",
                 i - 2,
-                (i + count).min(s.len()) - 1
+                s[i..].iter().take(count).take_while(|b| b.is_ascii_hexdigit()).count() + i - 1
             ));
         };
         let cp = u32::from_str_radix(std::str::from_utf8(h).expect("hex digits"), 16).expect("hex digits");
