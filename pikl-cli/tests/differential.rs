@@ -1,0 +1,534 @@
+//! Differential tests against CPython 3.11: the corpus of `tests/corpus/gen_corpus.py` is
+//! generated at test time, and every case goes through the `pikl` binary.
+//!
+//! * `show_matches_cpython`: `pikl show` loads every case (exit 0), printing CPython's repr
+//!   where the manifest has one.
+//! * `convert_matches_cpython`: `pikl convert -p P` writes CPython's bytes for every protocol
+//!   CPython can re-pickle the case at (the same length where sets make bytes hash-ordered).
+//! * `cpython_loads_convert_output`: one python3 process loads every `pikl convert` output and
+//!   compares it with what CPython's own re-pickle loads to.
+//! * `multi_pickle_streams_keep_sharing`: objects shared across the pickles of one stream stay
+//!   shared, in the library and through `pikl convert`.
+//!
+//! Known differences live in `tests/known_differences.txt`, one `CASE CHECK  # reason` a line
+//! with CHECK `show`, `convert:P` or `cpython:P`. Listed cases are not failures, but each must
+//! still differ, so the list cannot go stale.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{hex_decode, hex_encode, parallel_map, run_with_timeout, short_hex_diff, Allowlist};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const ALLOWLIST: &str = "known_differences.txt";
+
+struct Case {
+    name: String,
+    path: PathBuf,
+    count: usize,
+    repr: Option<Vec<String>>,
+    /// CPython's re-pickle at each protocol, when it can write one.
+    repickle: [Option<Vec<u8>>; 6],
+    exact: bool,
+    /// For inexact cases: the bytes differ only in order (sets), so lengths still agree. False
+    /// for BUILD-interning cases, whose sharing depends on CPython's interpreter state.
+    same_length: bool,
+    encoding: String,
+    errors: String,
+    persistent: bool,
+}
+
+struct Corpus {
+    dir: PathBuf,
+    cases: Vec<Case>,
+}
+
+static CORPUS: OnceLock<Corpus> = OnceLock::new();
+
+fn corpus() -> &'static Corpus {
+    CORPUS.get_or_init(|| {
+        let t = Instant::now();
+        let dir = common::scratch_dir("corpus");
+        common::run_generator("gen_corpus.py", &dir);
+        let manifest = dir.join("manifest.json");
+        let text =
+            std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
+        let json: serde_json::Value = serde_json::from_str(&text).expect("manifest.json is JSON");
+        drop(text);
+        let cases: Vec<Case> =
+            json.as_array().expect("manifest is a list").iter().map(|e| parse_case(e, &dir)).collect();
+        // The manifest is most of the 90 MB; everything needed is in memory now.
+        let _ = std::fs::remove_file(&manifest);
+        assert!(cases.len() > 1000, "suspiciously small corpus: {} cases", cases.len());
+        eprintln!("corpus: {} cases in {} ({})", cases.len(), dir.display(), common::since(t));
+        Corpus { dir, cases }
+    })
+}
+
+fn parse_case(e: &serde_json::Value, dir: &std::path::Path) -> Case {
+    let s = |k: &str| e[k].as_str().unwrap_or_else(|| panic!("manifest entry without {k}: {e}")).to_owned();
+    let name = s("name");
+    let repr =
+        e["repr"].as_array().map(|a| a.iter().map(|r| r.as_str().expect("repr is a list of str").to_owned()).collect());
+    let mut repickle: [Option<Vec<u8>>; 6] = Default::default();
+    for (p, slot) in repickle.iter_mut().enumerate() {
+        *slot = e["repickle"][p.to_string()].as_str().map(hex_decode);
+    }
+    Case {
+        path: dir.join(s("file")),
+        count: e["count"].as_u64().expect("count") as usize,
+        repr,
+        repickle,
+        exact: e["repickle_exact"].as_bool().expect("repickle_exact"),
+        same_length: e["note"].as_str().is_none_or(|n| n.contains("hash order")),
+        encoding: s("encoding"),
+        errors: s("errors"),
+        persistent: e["persistent"].as_bool().unwrap_or(false),
+        name,
+    }
+}
+
+fn pikl(args: &[&str], case: &Case) -> Command {
+    let mut c = Command::new(common::pikl_bin());
+    c.args(args).args(["--encoding", &case.encoding, "--errors", &case.errors]).arg(&case.path);
+    c
+}
+
+/// What `pikl convert -p P` gave for one case and protocol.
+struct Converted {
+    case: usize,
+    proto: u8,
+    /// The bytes, or why there are none.
+    result: Result<Vec<u8>, String>,
+}
+
+static CONVERTED: OnceLock<Vec<Converted>> = OnceLock::new();
+
+/// `pikl convert` of every case at every protocol CPython re-pickles it at, run once for all
+/// the tests that need it.
+fn converted() -> &'static [Converted] {
+    CONVERTED.get_or_init(|| {
+        let c = corpus();
+        let t = Instant::now();
+        let jobs: Vec<(usize, u8)> = c
+            .cases
+            .iter()
+            .enumerate()
+            .flat_map(|(i, case)| (0..6u8).filter(move |&p| case.repickle[p as usize].is_some()).map(move |p| (i, p)))
+            .collect();
+        let out = parallel_map(jobs.len(), |j| {
+            let (i, p) = jobs[j];
+            let case = &c.cases[i];
+            let o = run_with_timeout(pikl(&["convert", "-p", &p.to_string()], case), TIMEOUT);
+            let result = if o.code == Some(0) {
+                Ok(o.stdout)
+            } else {
+                Err(format!("pikl convert failed ({}): {}", o.status, common::head(o.stderr_str().trim(), 300)))
+            };
+            Converted { case: i, proto: p, result }
+        });
+        eprintln!("pikl convert: {} runs ({})", out.len(), common::since(t));
+        out
+    })
+}
+
+/// Sorts a check's results into failures, allowlisted differences and stale allowlist entries.
+struct Tally<'a> {
+    check: &'static str,
+    allow: &'a Allowlist,
+    checked: usize,
+    failures: Vec<String>,
+    allowed: Vec<String>,
+    stale: Vec<String>,
+    seen: BTreeSet<String>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(check: &'static str, allow: &'a Allowlist) -> Self {
+        Tally { check, allow, checked: 0, failures: vec![], allowed: vec![], stale: vec![], seen: BTreeSet::new() }
+    }
+
+    /// Records one checked key: `problem` is `Some(description)` when pikl differs.
+    fn record(&mut self, key: String, problem: Option<String>) {
+        self.checked += 1;
+        let listed = self.allow.contains(&key);
+        match problem {
+            Some(p) if listed => self.allowed.push(format!("{key}: {p}")),
+            Some(p) => self.failures.push(format!("{key}: {p}")),
+            None if listed => self.stale.push(format!("{key}: now matches CPython")),
+            None => {}
+        }
+        self.seen.insert(key);
+    }
+
+    /// Fails on failures, and on allowlist entries of this check that were not met at all.
+    fn finish(mut self, kind: impl Fn(&str) -> bool) {
+        for key in self.allow.keys_where(kind) {
+            if !self.seen.contains(key) {
+                self.stale.push(format!("{key}: no such case checked"));
+            }
+        }
+        common::report(self.check, self.checked, &self.failures, &self.allowed, &self.stale, self.allow);
+    }
+}
+
+#[test]
+fn show_matches_cpython() {
+    let c = corpus();
+    let allow = Allowlist::load(ALLOWLIST);
+    let t = Instant::now();
+    let problems = parallel_map(c.cases.len(), |i| {
+        let case = &c.cases[i];
+        let o = run_with_timeout(pikl(&["show"], case), TIMEOUT);
+        if o.code != Some(0) {
+            return Some(format!("exit {}: {}", o.status, common::head(o.stderr_str().trim(), 300)));
+        }
+        let out = o.stdout_str();
+        let lines: Vec<&str> = out.strip_suffix('\n').unwrap_or(&out).split('\n').collect();
+        match &case.repr {
+            Some(want) => {
+                if lines.len() != want.len() {
+                    return Some(format!("{} lines, CPython has {} values", lines.len(), want.len()));
+                }
+                for (k, (got, want)) in lines.iter().zip(want).enumerate() {
+                    if got != want {
+                        return Some(format!(
+                            "value {k}: pikl {} / cpython {}",
+                            common::head(got, 150),
+                            common::head(want, 150)
+                        ));
+                    }
+                }
+                None
+            }
+            None if lines.len() != case.count => {
+                Some(format!("{} lines for {} pickles: {}", lines.len(), case.count, common::head(&out, 200)))
+            }
+            None => None,
+        }
+    });
+    eprintln!("pikl show: {} runs ({})", c.cases.len(), common::since(t));
+    let mut tally = Tally::new("show", &allow);
+    for (case, problem) in c.cases.iter().zip(problems) {
+        tally.record(format!("{} show", case.name), problem);
+    }
+    tally.finish(|k| k == "show");
+}
+
+#[test]
+fn convert_matches_cpython() {
+    let c = corpus();
+    let allow = Allowlist::load(ALLOWLIST);
+    let mut tally = Tally::new("convert", &allow);
+    let (mut by_length, mut unchecked) = (0, 0);
+    for conv in converted() {
+        let case = &c.cases[conv.case];
+        let want = case.repickle[conv.proto as usize].as_deref().expect("only converted where CPython could");
+        let problem = match &conv.result {
+            Err(e) => Some(e.clone()),
+            Ok(got) if case.exact => (got != want).then(|| short_hex_diff(got, want)),
+            Ok(got) if case.same_length => {
+                by_length += 1;
+                (got.len() != want.len()).then(|| format!("(hash-ordered) {}", short_hex_diff(got, want)))
+            }
+            Ok(_) => {
+                unchecked += 1;
+                None
+            }
+        };
+        tally.record(format!("{} convert:{}", case.name, conv.proto), problem);
+    }
+    eprintln!(
+        "convert: {by_length} outputs compared by length only (sets in hash order), \
+         {unchecked} not compared (BUILD interning; left to cpython_loads_convert_output)"
+    );
+    tally.finish(|k| k.starts_with("convert:"));
+}
+
+/// Loads each listed pikl output and CPython's re-pickle of the same case, and compares them.
+/// Input lines: name, protocol, count, encoding, errors, persistent (0/1), exact (0/1), path of
+/// pikl's output, hex of CPython's re-pickle. Output: `FAIL\tname\tP\tmessage` lines and a
+/// final `DONE` line with counts.
+const CHECKER: &str = r#"
+import io, pickle, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, sys.argv[2])
+import gen_corpus as G
+import pikl_corpus_classes  # noqa: F401  (the pickles name its classes)
+
+ATOMS = (type(None), bool, int, float)
+
+def load_all(data, count, enc, err, pers):
+    f = io.BytesIO(data)
+    u = (G.PersUnpickler if pers else pickle.Unpickler)(f, encoding=enc, errors=err)
+    objs = [u.load() for _ in range(count)]
+    rest = len(f.read())
+    if rest:
+        raise ValueError('%d bytes left after %d pickles' % (rest, count))
+    return objs
+
+def dumps(objs, pers):
+    f = io.BytesIO()
+    (G.PersPickler if pers else pickle.Pickler)(f, 4).dump(objs)
+    return f.getvalue()
+
+def sharing(objs):
+    """Which objects are the same object, as a walk order signature."""
+    ids, sig, stack = {}, [], [objs]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t in ATOMS:
+            continue
+        if id(o) in ids:
+            sig.append(ids[id(o)])
+            continue
+        ids[id(o)] = len(ids)
+        sig.append(t.__name__)
+        if t is list or t is tuple:
+            stack.extend(o)
+        elif t is dict:
+            for k, v in o.items():
+                stack.append(k)
+                stack.append(v)
+        elif t is set or t is frozenset:
+            stack.extend(o)
+        elif not isinstance(o, (type, BaseException)):
+            d = getattr(o, '__dict__', None)
+            if type(d) is dict:
+                stack.append(d)
+    return sig
+
+def short(x):
+    try:
+        r = repr(x)
+    except RecursionError:
+        return '<recursive>'
+    return r if len(r) < 160 else r[:160] + '...'
+
+stats = {'eq': 0, 'dumps': 0, 'repr': 0}
+
+def compare(a, b, pers, exact):
+    try:
+        same = a == b
+    except RecursionError:
+        same = False
+    how = 'eq'
+    if not same:
+        try:
+            same = dumps(a, pers) == dumps(b, pers)
+        except Exception:
+            same = False
+        how = 'dumps'
+    if not same:
+        try:
+            same = repr(a) == repr(b)
+        except RecursionError:
+            same = False
+        how = 'repr'
+    if not same:
+        return 'values differ: pikl %s / cpython %s' % (short(a), short(b))
+    if exact and sharing(a) != sharing(b):
+        return 'equal values but different sharing'
+    stats[how] += 1
+    return None
+
+n = 0
+for line in open(sys.argv[1], encoding='utf-8'):
+    name, p, count, enc, err, pers, exact, path, want = line.rstrip('\n').split('\t')
+    n += 1
+    pers, exact = pers == '1', exact == '1'
+    try:
+        b = load_all(bytes.fromhex(want), int(count), enc, err, pers)
+    except Exception as e:
+        print('FAIL\t%s\t%s\tCPython cannot load its own re-pickle: %r' % (name, p, e))
+        continue
+    try:
+        with open(path, 'rb') as f:
+            a = load_all(f.read(), int(count), enc, err, pers)
+    except Exception as e:
+        print('FAIL\t%s\t%s\tCPython cannot load it: %s: %s' % (name, p, type(e).__name__, short(e)))
+        continue
+    problem = compare(a, b, pers, exact)
+    if problem:
+        print('FAIL\t%s\t%s\t%s' % (name, p, problem))
+print('DONE\t%d\t%d\t%d\t%d' % (n, stats['eq'], stats['dumps'], stats['repr']))
+"#;
+
+#[test]
+fn cpython_loads_convert_output() {
+    let c = corpus();
+    let allow = Allowlist::load(ALLOWLIST);
+    let convs = converted();
+    let outdir = c.dir.join("pikl-out");
+    std::fs::create_dir_all(&outdir).expect("create output dir");
+    let mut list = String::new();
+    let mut unchecked = 0;
+    let mut listed = BTreeSet::new();
+    for conv in convs {
+        let case = &c.cases[conv.case];
+        let Ok(got) = &conv.result else {
+            unchecked += 1;
+            continue;
+        };
+        let path = outdir.join(format!("{}.p{}.pkl", case.name, conv.proto));
+        std::fs::write(&path, got).expect("write pikl output");
+        let want = case.repickle[conv.proto as usize].as_deref().expect("converted only where CPython could");
+        let _ = writeln!(
+            list,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            case.name,
+            conv.proto,
+            case.count,
+            case.encoding,
+            case.errors,
+            case.persistent as u8,
+            case.exact as u8,
+            path.display(),
+            hex_encode(want)
+        );
+        listed.insert((case.name.as_str(), conv.proto));
+    }
+    let list_path = c.dir.join("cpython-check.tsv");
+    std::fs::write(&list_path, list).expect("write check list");
+    let script = c.dir.join("cpython_check.py");
+    std::fs::write(&script, CHECKER).expect("write checker");
+    let t = Instant::now();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).arg(&list_path).arg(common::corpus_scripts());
+    let o = run_with_timeout(cmd, Duration::from_secs(300));
+    let stdout = o.stdout_str();
+    let done = stdout.lines().find_map(|l| l.strip_prefix("DONE\t"));
+    let Some(done) = done.filter(|_| o.code == Some(0)) else {
+        panic!(
+            "the python3 checker failed ({}):\n{}\n{}",
+            o.status,
+            common::tail(&stdout, 2000),
+            common::tail(&o.stderr_str(), 3000)
+        );
+    };
+    let n: Vec<usize> = done.split('\t').map(|x| x.parse().expect("count")).collect();
+    eprintln!(
+        "cpython check: {} outputs loaded by CPython ({}); equal by ==: {}, by pickle.dumps: {}, by repr: {}; \
+         {unchecked} convert failures not checked",
+        n[0],
+        common::since(t),
+        n[1],
+        n[2],
+        n[3]
+    );
+    let mut fails = std::collections::BTreeMap::new();
+    for l in stdout.lines().filter_map(|l| l.strip_prefix("FAIL\t")) {
+        let mut it = l.splitn(3, '\t');
+        let (name, p, msg) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
+        fails.insert(format!("{name} cpython:{p}"), msg.to_owned());
+    }
+    let mut tally = Tally::new("cpython", &allow);
+    for (name, p) in &listed {
+        let key = format!("{name} cpython:{p}");
+        let problem = fails.remove(&key);
+        tally.record(key, problem);
+    }
+    assert!(fails.is_empty(), "checker reported unknown cases: {fails:?}");
+    // Entries for outputs pikl convert did not produce cannot be checked here; they are only
+    // stale when the case exists and converts now.
+    let convertless: BTreeSet<String> = convs
+        .iter()
+        .filter(|cv| cv.result.is_err())
+        .map(|cv| format!("{} cpython:{}", c.cases[cv.case].name, cv.proto))
+        .collect();
+    tally.seen.extend(convertless);
+    tally.finish(|k| k.starts_with("cpython:"));
+}
+
+/// Checks, in the library, that objects shared across the pickles of a stream are the same
+/// object after loading (and that `clear_memo` streams are not), and through `pikl convert`
+/// that CPython sees the same sharing in pikl's output.
+#[test]
+fn multi_pickle_streams_keep_sharing() {
+    let c = corpus();
+    let find =
+        |name: &str| c.cases.iter().find(|k| k.name == name).unwrap_or_else(|| panic!("corpus has no case {name}"));
+    for p in 0..6 {
+        // [shared, {'x': shared}, shared]
+        let case = find(&format!("multi_shared_list_p{p}"));
+        let data = std::fs::read(&case.path).expect("read case");
+        let mut u = pikl::Unpickler::from_slice(&data);
+        let a = u.load().expect("load 1");
+        let b = u.load().expect("load 2");
+        let cc = u.load().expect("load 3");
+        assert!(u.at_end().expect("at_end"), "{}: more than 3 pickles", case.name);
+        let x = u.view(b).get("x").expect("'x' key").value();
+        assert_eq!(u.view(a).to_string(), "[1, 2, 3]");
+        assert!(a.obj_id().is_some() && a == x && a == cc, "{}: shared list not shared: {a:?} {x:?} {cc:?}", case.name);
+
+        // [o, [o, Plain(v=2)], o]
+        let case = find(&format!("multi_objects_p{p}"));
+        let data = std::fs::read(&case.path).expect("read case");
+        let mut u = pikl::Unpickler::from_slice(&data);
+        let a = u.load().expect("load 1");
+        let b = u.load().expect("load 2");
+        let cc = u.load().expect("load 3");
+        let b0 = u.view(b).at(0).expect("item 0").value();
+        assert!(a == b0 && a == cc, "{}: shared instance not shared", case.name);
+        assert_ne!(a, u.view(b).at(1).expect("item 1").value());
+
+        // s, [s, s], (s,)
+        let case = find(&format!("multi_shared_str_p{p}"));
+        let data = std::fs::read(&case.path).expect("read case");
+        let mut u = pikl::Unpickler::from_slice(&data);
+        let a = u.load().expect("load 1");
+        let b = u.load().expect("load 2");
+        let cc = u.load().expect("load 3");
+        let v = u.view(b);
+        let ids = [a, v.at(0).unwrap().value(), v.at(1).unwrap().value(), u.view(cc).at(0).unwrap().value()];
+        assert!(ids.iter().all(|&i| i == a), "{}: shared str not shared: {ids:?}", case.name);
+
+        // shared, clear_memo(), shared: two equal, distinct lists
+        let case = find(&format!("multi_clear_memo_p{p}"));
+        let data = std::fs::read(&case.path).expect("read case");
+        let mut u = pikl::Unpickler::from_slice(&data);
+        let a = u.load().expect("load 1");
+        let b = u.load().expect("load 2");
+        assert_ne!(a, b, "{}: cleared memo still shares", case.name);
+        assert!(u.view(a) == u.view(b));
+    }
+
+    // Through the binary: every protocol to every protocol, checked by CPython.
+    let dir = c.dir.join("multi-out");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut files = Vec::new();
+    for p in 0..6 {
+        let case = find(&format!("multi_shared_list_p{p}"));
+        for q in 0..6 {
+            let out = dir.join(format!("{}_to_{q}.pkl", case.name));
+            let mut cmd = pikl(&["convert", "-p", &q.to_string(), "-o", out.to_str().expect("utf-8 path")], case);
+            cmd.current_dir(&dir);
+            let o = run_with_timeout(cmd, TIMEOUT);
+            assert_eq!(o.code, Some(0), "convert {} -p {q}: {}", case.name, o.stderr_str());
+            files.push(out);
+        }
+    }
+    let script = "import pickle, sys\n\
+        bad = 0\n\
+        for path in sys.argv[1:]:\n\
+        \x20   with open(path, 'rb') as f:\n\
+        \x20       u = pickle.Unpickler(f)\n\
+        \x20       a, b, c = u.load(), u.load(), u.load()\n\
+        \x20       rest = f.read()\n\
+        \x20   if not (a == [1, 2, 3] and a is b['x'] is c and not rest):\n\
+        \x20       print('not shared:', path, a, b, c, rest)\n\
+        \x20       bad += 1\n\
+        print('checked', len(sys.argv) - 1)\n\
+        sys.exit(1 if bad else 0)\n";
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(&files);
+    let o = run_with_timeout(cmd, TIMEOUT);
+    assert_eq!(o.code, Some(0), "CPython sees broken sharing:\n{}{}", o.stdout_str(), o.stderr_str());
+}
