@@ -61,7 +61,7 @@ impl std::fmt::Display for Loaded<'_> {
 /// Loads one pickle from bytes (Python's `pickle.loads`); strs and bytes borrow from `data`.
 ///
 /// ```
-/// let data = b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.";
+/// let data = b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.";
 /// let loaded = pikl::loads(data)?;
 /// assert_eq!(loaded.to_string(), "[1, 2]");
 /// assert_eq!(loaded.value().at(1).and_then(|v| v.as_i64()), Some(2));
