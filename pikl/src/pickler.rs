@@ -35,17 +35,17 @@ pub fn resolve_protocol(protocol: Option<i32>) -> Result<u8> {
 }
 
 /// What the memo is keyed by: an object's identity, or the content of a CPython singleton.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
     Obj(u32),
     /// A one-character Latin-1 str (`u32::MAX` for the empty str).
     Char(u32),
     /// A one-byte bytes (`256` for the empty bytes).
     Byte(u16),
-    /// A class or function by (module, qualified name).
-    Global(String, String),
-    /// A module name str written by STACK_GLOBAL.
-    Module(String),
+    /// A class or function by (module, qualified name), numbered by [`PicklerMemo::name`].
+    Global(u32),
+    /// A module name str written by STACK_GLOBAL, numbered likewise.
+    Module(u32),
     /// The interned `'latin1'` str of `_codecs.encode` reductions.
     Latin1,
     /// The `cls.__new__` of the NEWOBJ_EX emulation below protocol 4, by instance.
@@ -56,13 +56,21 @@ enum Key {
 #[derive(Default)]
 pub struct PicklerMemo {
     objs: Vec<u32>,
-    other: HashMap<Key, u32>,
+    other: HashMap<Key, u32, foldhash::fast::FixedState>,
+    /// Numbers for (module, name) pairs and module names, so keys stay `Copy`.
+    names: HashMap<(String, String), u32, foldhash::fast::FixedState>,
     len: u32,
 }
 
 const NONE: u32 = u32::MAX;
 
 impl PicklerMemo {
+    /// The number of a (module, name) pair (`name` empty for a module alone).
+    fn name(&mut self, module: &str, name: &str) -> u32 {
+        let next = self.names.len() as u32;
+        *self.names.entry((module.to_owned(), name.to_owned())).or_insert(next)
+    }
+
     fn get(&self, key: &Key) -> Option<u32> {
         match key {
             Key::Obj(i) => self.objs.get(*i as usize).copied().filter(|&x| x != NONE),
@@ -644,7 +652,7 @@ impl<'h, W: Write> Pickler<'h, W> {
     // ---- globals ----
 
     fn save_global<'g>(&mut self, module: &'g str, name: &'g str, tasks: &mut Vec<Task<'g>>) -> Result<()> {
-        let key = Key::Global(module.to_owned(), name.to_owned());
+        let key = Key::Global(self.memo.name(module, name));
         if self.try_get(&key) {
             return Ok(());
         }
@@ -658,7 +666,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::Put(Some(key)));
             tasks.push(Task::Op(Op::StackGlobal as u8));
             tasks.push(Task::Str(name, None));
-            tasks.push(Task::Str(module, Some(Key::Module(module.to_owned()))));
+            tasks.push(Task::Str(module, Some(Key::Module(self.memo.name(module, "")))));
             return Ok(());
         }
         if let Some((parent, last)) = name.rsplit_once('.') {
@@ -854,7 +862,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             Some((m, n)) => {
                 // Owned names: write the GLOBAL directly.
                 let _ = tasks;
-                let key = Key::Global(m.clone(), n.clone());
+                let key = Key::Global(self.memo.name(&m, &n));
                 if self.try_get(&key) {
                     return Ok(());
                 }

@@ -84,7 +84,7 @@ impl Memo {
         if self.len >= max {
             return Err(Error::unpickling_msg(format!("memo exceeds the limit of {max} entries")));
         }
-        if key <= (self.dense.len() as u64) * 2 + 1024 && !self.sparse.contains_key(&key) {
+        if key <= (self.dense.len() as u64) * 2 + 1024 && (self.sparse.is_empty() || !self.sparse.contains_key(&key)) {
             self.dense.resize(k + 1, None);
             self.dense[k] = Some(v);
             self.len += 1;
@@ -931,9 +931,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             Appends => {
                 let start = self.pop_mark()?;
-                let items = self.stack.split_off(start);
-                let target = self.top()?;
-                self.append(target, &items)?;
+                let target = if start > self.fence { self.stack[start - 1] } else { return Err(underflow()) };
+                let stack = std::mem::take(&mut self.stack);
+                let res = self.append(target, &stack[start..]);
+                self.stack = stack;
+                self.stack.truncate(start);
+                res?;
             }
             EmptyDict => {
                 let v = self.add(Object::Dict(Default::default()));
@@ -957,12 +960,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             SetItems => {
                 let start = self.pop_mark()?;
-                let items = self.stack.split_off(start);
-                if items.len() % 2 != 0 {
+                if (self.stack.len() - start) % 2 != 0 {
                     return Err(bad("odd number of items for SETITEMS"));
                 }
-                let target = self.top()?;
-                self.set_items(target, &items)?;
+                let target = if start > self.fence { self.stack[start - 1] } else { return Err(underflow()) };
+                let stack = std::mem::take(&mut self.stack);
+                let res = self.set_items(target, &stack[start..]);
+                self.stack = stack;
+                self.stack.truncate(start);
+                res?;
             }
             EmptySet => {
                 let v = self.add(Object::Set(Default::default()));
@@ -970,9 +976,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             AddItems => {
                 let start = self.pop_mark()?;
-                let items = self.stack.split_off(start);
-                let target = self.top()?;
-                self.add_items(target, &items)?;
+                let target = if start > self.fence { self.stack[start - 1] } else { return Err(underflow()) };
+                let stack = std::mem::take(&mut self.stack);
+                let res = self.add_items(target, &stack[start..]);
+                self.stack = stack;
+                self.stack.truncate(start);
+                res?;
             }
             FrozenSet => {
                 let start = self.pop_mark()?;

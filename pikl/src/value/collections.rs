@@ -81,6 +81,19 @@ impl Dict {
         self.entries[i].0 = key;
     }
 
+    /// Inserts without hashing while the dict is small enough to scan; `key` must be hashable.
+    #[inline]
+    pub(crate) fn insert_small(&mut self, graph: &Graph, key: Value, value: Value) -> bool {
+        if self.index.is_some() || self.entries.len() >= LINEAR_MAX {
+            return false;
+        }
+        match self.entries.iter().position(|&(k, _)| super::eq::keys_equal(graph, k, graph, key)) {
+            Some(i) => self.entries[i].1 = value,
+            None => self.entries.push((key, value)),
+        }
+        true
+    }
+
     pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value, value: Value) {
         if let Some(i) = self.find(graph, graph, h, key) {
             self.entries[i].1 = value;

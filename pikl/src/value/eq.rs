@@ -54,7 +54,18 @@ fn num_eq(a: &Num, b: &Num) -> bool {
 
 /// Equality of two hashable keys (numbers, str, bytes, tuples, frozensets, globals; identity
 /// for the rest). Iterative over tuples; frozensets nest through bounded recursion.
+#[inline]
 pub(crate) fn keys_equal(ga: &Graph, a: Value, gb: &Graph, b: Value) -> bool {
+    // Fast paths for the keys pickles are made of: strs and small ints.
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => return x == y,
+        (Value::Obj(x), Value::Obj(y)) => match (ga.get(x), gb.get(y)) {
+            (Object::Str(s), Object::Str(t)) => return s.as_bytes() == t.as_bytes(),
+            (Object::Str(_), _) | (_, Object::Str(_)) => return false,
+            _ => {}
+        },
+        _ => {}
+    }
     keys_equal_depth(ga, a, gb, b, 0)
 }
 

@@ -391,6 +391,9 @@ impl<'a> Graph<'a> {
         };
         let mut res = Ok(());
         for (k, v) in items {
+            if self.is_flat_hashable(k) && d.insert_small(self, k, v) {
+                continue;
+            }
             match self.hash(k) {
                 Ok(h) => d.insert(self, h, k, v),
                 Err(e) => {
@@ -424,8 +427,29 @@ impl<'a> Graph<'a> {
         res
     }
 
+    /// True for keys hashable without looking inside (scalars, strs, bytes, big ints).
+    #[inline]
+    fn is_flat_hashable(&self, v: Value) -> bool {
+        match v {
+            Value::Obj(id) => {
+                matches!(self.get(id), Object::Str(_) | Object::Bytes(_) | Object::Int(_) | Object::Global(_))
+            }
+            _ => true,
+        }
+    }
+
     /// Python's `a == b` for two values of this graph (see [`ValueRef`]'s `PartialEq`).
     pub fn equal(&self, a: Value, b: Value) -> bool {
         eq::equal(self, a, self, b)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Values are pushed, memoized and stored by the million: they stay two words.
+    #[test]
+    fn values_stay_small() {
+        assert_eq!(std::mem::size_of::<super::Value>(), 16);
+        assert!(std::mem::size_of::<super::Object>() <= 48);
     }
 }
