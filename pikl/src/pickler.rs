@@ -148,6 +148,10 @@ enum Batching {
 
 enum Task<'g> {
     Save(Value),
+    /// Save these values in order.
+    SaveSeq(&'g [Value]),
+    /// Save these keys and values in order.
+    SavePairs(&'g [(Value, Value)]),
     /// Save without consulting `persistent_id` (a persistent id itself).
     SaveNoPers(Value),
     Op(u8),
@@ -293,15 +297,36 @@ impl<'h, W: Write> Pickler<'h, W> {
         let mut tasks: Vec<Task<'g>> = vec![Task::Save(root)];
         while let Some(task) = tasks.pop() {
             match task {
-                Task::Save(v) => {
-                    self.out.boundary()?;
-                    if let Some(f) = self.persistent_id.as_mut() {
-                        if let Some(pid) = f(g.view(v)) {
-                            self.save_pers(g, pid, &mut tasks)?;
-                            continue;
+                Task::Save(v) => self.save_one(g, v, &mut tasks)?,
+                Task::SaveSeq(items) => {
+                    // Items in order; leaves are written inline, and a container's tasks run
+                    // before the rest of the sequence.
+                    for (i, &v) in items.iter().enumerate() {
+                        let before = tasks.len();
+                        self.save_one(g, v, &mut tasks)?;
+                        if tasks.len() > before && i + 1 < items.len() {
+                            tasks.insert(before, Task::SaveSeq(&items[i + 1..]));
+                            break;
                         }
                     }
-                    self.save(g, v, &mut tasks)?;
+                }
+                Task::SavePairs(items) => {
+                    for (i, &(k, v)) in items.iter().enumerate() {
+                        let before = tasks.len();
+                        self.save_one(g, k, &mut tasks)?;
+                        if tasks.len() > before {
+                            tasks.insert(before, Task::Save(v));
+                            if i + 1 < items.len() {
+                                tasks.insert(before, Task::SavePairs(&items[i + 1..]));
+                            }
+                            break;
+                        }
+                        self.save_one(g, v, &mut tasks)?;
+                        if tasks.len() > before && i + 1 < items.len() {
+                            tasks.insert(before, Task::SavePairs(&items[i + 1..]));
+                            break;
+                        }
+                    }
                 }
                 Task::SaveNoPers(v) => {
                     self.out.boundary()?;
@@ -457,7 +482,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                         tasks.push(Task::AddItems(&items[n..]));
                     }
                     tasks.push(Task::Op(Op::AddItems as u8));
-                    tasks.extend(items[..n].iter().rev().map(|&v| Task::Save(v)));
+                    tasks.push(Task::SaveSeq(&items[..n]));
                 }
             }
         }
@@ -774,6 +799,18 @@ impl<'h, W: Write> Pickler<'h, W> {
         Ok(())
     }
 
+    /// Saves one value as CPython's `save()` does: a frame boundary, then `persistent_id`.
+    #[inline]
+    fn save_one<'g>(&mut self, g: &'g Graph, v: Value, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        self.out.boundary()?;
+        if let Some(f) = self.persistent_id.as_mut() {
+            if let Some(pid) = f(g.view(v)) {
+                return self.save_pers(g, pid, tasks);
+            }
+        }
+        self.save(g, v, tasks)
+    }
+
     fn save<'g>(&mut self, g: &'g Graph, v: Value, tasks: &mut Vec<Task<'g>>) -> Result<()> {
         let id = match v {
             Value::None => {
@@ -914,7 +951,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 let marked = !(n <= 3 && self.proto >= 2);
                 tasks.push(Task::TupleEnd { key, len: n, marked });
-                tasks.extend(items.iter().rev().map(|&v| Task::Save(v)));
+                tasks.push(Task::SaveSeq(items));
                 if marked {
                     self.out.write_byte(Op::Mark as u8);
                 }
@@ -935,7 +972,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 self.out.write_byte(Op::Mark as u8);
                 tasks.push(Task::FrozenSetEnd(key));
-                tasks.extend(s.items().iter().rev().map(|&v| Task::Save(v)));
+                tasks.push(Task::SaveSeq(s.items()));
             }
             Object::Complex(re, im) => {
                 tasks.push(Task::Put(Some(key)));
@@ -1182,7 +1219,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::Appends { items: &items[n..], batching: next });
         }
         tasks.push(Task::Op(Op::Appends as u8));
-        tasks.extend(items[..n].iter().rev().map(|&v| Task::Save(v)));
+        tasks.push(Task::SaveSeq(&items[..n]));
     }
 
     /// One SETITEMS batch. A dict proper repeats CPython's empty trailing batch when its size is
@@ -1221,10 +1258,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::SetItems { items: &items[n..], batching: next });
         }
         tasks.push(Task::Op(Op::SetItems as u8));
-        for &(k, v) in items[..n].iter().rev() {
-            tasks.push(Task::Save(v));
-            tasks.push(Task::Save(k));
-        }
+        tasks.push(Task::SavePairs(&items[..n]));
     }
 }
 
