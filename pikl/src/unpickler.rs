@@ -103,7 +103,8 @@ impl Memo {
 /// one-byte bytes, and one object per global name.
 #[derive(Default)]
 struct Interned {
-    strs: HashMap<u32, ObjId>,
+    /// One-character Latin-1 strs by code point; index 256 is the empty str.
+    strs: Vec<Option<ObjId>>,
     empty_bytes: Option<ObjId>,
     keys: HashMap<std::string::String, ObjId>,
     globals: HashMap<(String, String), ObjId>,
@@ -133,7 +134,10 @@ pub struct Unpickler<'de, R> {
 impl<'de> Unpickler<'de, SliceRead<'de>> {
     /// An unpickler over a byte slice; strs and bytes borrow from it.
     pub fn from_slice(data: &'de [u8]) -> Self {
-        Self::new(SliceRead::new(data))
+        let mut u = Self::new(SliceRead::new(data));
+        // Room for the objects such a pickle usually holds, so the arena rarely moves.
+        u.graph.reserve((data.len() / 8).min(1 << 22));
+        u
     }
 }
 
@@ -335,11 +339,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 _ => None,
             };
             if let Some(key) = key {
-                if let Some(&id) = self.interned.strs.get(&key) {
+                let slot = key.min(256) as usize;
+                if self.interned.strs.is_empty() {
+                    self.interned.strs = vec![None; 257];
+                }
+                if let Some(id) = self.interned.strs[slot] {
                     return Value::Obj(id);
                 }
                 let v = self.add(Object::Str(s));
-                self.interned.strs.insert(key, v.obj_id().expect("object"));
+                self.interned.strs[slot] = v.obj_id();
                 return v;
             }
         }

@@ -81,6 +81,10 @@ impl Dict {
         self.entries[i].0 = key;
     }
 
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
     /// Inserts without hashing while the dict is small enough to scan; `key` must be hashable.
     #[inline]
     pub(crate) fn insert_small(&mut self, graph: &Graph, key: Value, value: Value) -> bool {

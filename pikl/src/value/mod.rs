@@ -246,6 +246,11 @@ impl<'a> Graph<'a> {
         self.byte_singletons.iter().any(|&(_, i)| i == id)
     }
 
+    /// Reserves room for `n` more objects.
+    pub fn reserve(&mut self, n: usize) {
+        self.objects.reserve(n);
+    }
+
     /// Number of objects.
     pub fn len(&self) -> usize {
         self.objects.len()
@@ -390,6 +395,8 @@ impl<'a> Graph<'a> {
             other => panic!("dict_set_all on a {}", other.type_name()),
         };
         let mut res = Ok(());
+        let items = items.into_iter();
+        d.reserve(items.size_hint().0);
         for (k, v) in items {
             if self.is_flat_hashable(k) && d.insert_small(self, k, v) {
                 continue;
