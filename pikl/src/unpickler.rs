@@ -36,6 +36,8 @@ pub struct UnpicklerOptions {
     pub max_memo_len: usize,
     /// Most MARKs open at once.
     pub max_depth: usize,
+    /// Most objects the graph may hold (memory is about 48 bytes an object plus payloads).
+    pub max_objects: usize,
 }
 
 impl Default for UnpicklerOptions {
@@ -46,6 +48,7 @@ impl Default for UnpicklerOptions {
             fix_imports: true,
             max_memo_len: 1 << 30,
             max_depth: 1 << 20,
+            max_objects: (u32::MAX - 16) as usize,
         }
     }
 }
@@ -279,6 +282,10 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             return Err(Error::eof(self.reader.position()).with_message("ran out of input"));
         }
         loop {
+            if self.graph.len() >= self.opts.max_objects {
+                let pos = self.reader.position();
+                return Err(bad(format!("more than {} objects", self.opts.max_objects)).at(pos));
+            }
             let (pos, op) = read_opcode(&mut self.reader)?;
             match self.step(op) {
                 Ok(true) => {}

@@ -166,6 +166,11 @@ fn limits_are_enforced_without_allocating() {
     let opts = UnpicklerOptions { max_depth: 1000, ..Default::default() };
     let err = Unpickler::from_slice(&marks).with_options(opts).load().unwrap_err();
     assert!(err.to_string().contains("MARK"), "{err}");
+    // An object limit.
+    let opts = UnpicklerOptions { max_objects: 100, ..Default::default() };
+    let many = [&b"\x80\x02]("[..], &b"]".repeat(200), b"e."].concat();
+    let err = Unpickler::from_slice(&many).with_options(opts).load().unwrap_err();
+    assert!(err.to_string().contains("more than 100 objects"), "{err}");
     // A million nested TUPLE1s: loads, prints, compares and drops without recursion.
     let mut deep = vec![0x80, 2, b')'];
     deep.extend(std::iter::repeat_n(0x85u8, 1_000_000));
