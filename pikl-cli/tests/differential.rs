@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use common::{hex_decode, hex_encode, parallel_map, run_with_timeout, short_hex_diff, Allowlist};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Address-space cap where CPython cannot pickle (`convert_where_cpython_cannot_pickle`).
+const REFUSE_MEM_LIMIT: u64 = 64 << 20;
 const ALLOWLIST: &str = "known_differences.txt";
 
 struct Case {
@@ -35,6 +37,8 @@ struct Case {
     repr: Option<Vec<String>>,
     /// CPython's re-pickle at each protocol, when it can write one.
     repickle: [Option<Vec<u8>>; 6],
+    /// Why CPython cannot re-pickle it at a protocol.
+    repickle_errors: [Option<String>; 6],
     exact: bool,
     /// For inexact cases: the bytes differ only in order (sets), so lengths still agree. False
     /// for BUILD-interning cases, whose sharing depends on CPython's interpreter state.
@@ -77,14 +81,17 @@ fn parse_case(e: &serde_json::Value, dir: &std::path::Path) -> Case {
     let repr =
         e["repr"].as_array().map(|a| a.iter().map(|r| r.as_str().expect("repr is a list of str").to_owned()).collect());
     let mut repickle: [Option<Vec<u8>>; 6] = Default::default();
-    for (p, slot) in repickle.iter_mut().enumerate() {
-        *slot = e["repickle"][p.to_string()].as_str().map(hex_decode);
+    let mut repickle_errors: [Option<String>; 6] = Default::default();
+    for p in 0..6 {
+        repickle[p] = e["repickle"][p.to_string()].as_str().map(hex_decode);
+        repickle_errors[p] = e["repickle_errors"][p.to_string()].as_str().map(str::to_owned);
     }
     Case {
         path: dir.join(s("file")),
         count: e["count"].as_u64().expect("count") as usize,
         repr,
         repickle,
+        repickle_errors,
         exact: e["repickle_exact"].as_bool().expect("repickle_exact"),
         same_length: e["note"].as_str().is_none_or(|n| n.contains("hash order")),
         encoding: s("encoding"),
@@ -361,45 +368,46 @@ for line in open(sys.argv[1], encoding='utf-8'):
 print('DONE\t%d\t%d\t%d\t%d' % (n, stats['eq'], stats['dumps'], stats['repr']))
 "#;
 
-#[test]
-fn cpython_loads_convert_output() {
+/// One pikl output for the python3 checker: it must load to what `want` loads to.
+struct CheckItem<'a> {
+    case: &'a Case,
+    proto: u8,
+    out: PathBuf,
+    /// CPython's re-pickle, or the case's own pickle where CPython cannot re-pickle.
+    want: &'a [u8],
+}
+
+/// What the checker found: problems by (case name, protocol), and how many outputs it loaded
+/// and compared by `==`, `pickle.dumps` and `repr`.
+struct CheckResult {
+    problems: BTreeMap<(String, u8), String>,
+    counts: Vec<usize>,
+}
+
+/// Runs the python3 checker once over `items`.
+fn run_checker(tag: &str, items: &[CheckItem]) -> CheckResult {
     let c = corpus();
-    let allow = Allowlist::load(ALLOWLIST);
-    let convs = converted();
-    let outdir = c.dir.join("pikl-out");
-    std::fs::create_dir_all(&outdir).expect("create output dir");
     let mut list = String::new();
-    let mut unchecked = 0;
-    let mut listed = BTreeSet::new();
-    for conv in convs {
-        let case = &c.cases[conv.case];
-        let Ok(got) = &conv.result else {
-            unchecked += 1;
-            continue;
-        };
-        let path = outdir.join(format!("{}.p{}.pkl", case.name, conv.proto));
-        std::fs::write(&path, got).expect("write pikl output");
-        let want = case.repickle[conv.proto as usize].as_deref().expect("converted only where CPython could");
+    for it in items {
+        let case = it.case;
         let _ = writeln!(
             list,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             case.name,
-            conv.proto,
+            it.proto,
             case.count,
             case.encoding,
             case.errors,
             case.persistent as u8,
             case.exact as u8,
-            path.display(),
-            hex_encode(want)
+            it.out.display(),
+            hex_encode(it.want)
         );
-        listed.insert((case.name.as_str(), conv.proto));
     }
-    let list_path = c.dir.join("cpython-check.tsv");
+    let list_path = c.dir.join(format!("cpython-check-{tag}.tsv"));
     std::fs::write(&list_path, list).expect("write check list");
-    let script = c.dir.join("cpython_check.py");
+    let script = c.dir.join(format!("cpython_check_{tag}.py"));
     std::fs::write(&script, CHECKER).expect("write checker");
-    let t = Instant::now();
     let mut cmd = Command::new("python3");
     cmd.arg(&script).arg(&list_path).arg(common::corpus_scripts());
     let o = run_with_timeout(cmd, Duration::from_secs(300));
@@ -413,7 +421,39 @@ fn cpython_loads_convert_output() {
             common::tail(&o.stderr_str(), 3000)
         );
     };
-    let n: Vec<usize> = done.split('\t').map(|x| x.parse().expect("count")).collect();
+    let counts = done.split('\t').map(|x| x.parse().expect("count")).collect();
+    let mut problems = BTreeMap::new();
+    for l in stdout.lines().filter_map(|l| l.strip_prefix("FAIL\t")) {
+        let mut it = l.splitn(3, '\t');
+        let (name, p, msg) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
+        problems.insert((name.to_owned(), p.parse().expect("protocol")), msg.to_owned());
+    }
+    CheckResult { problems, counts }
+}
+
+#[test]
+fn cpython_loads_convert_output() {
+    let c = corpus();
+    let allow = Allowlist::load(ALLOWLIST);
+    let convs = converted();
+    let outdir = c.dir.join("pikl-out");
+    std::fs::create_dir_all(&outdir).expect("create output dir");
+    let mut items = Vec::new();
+    let mut unchecked = 0;
+    for conv in convs {
+        let case = &c.cases[conv.case];
+        let Ok(got) = &conv.result else {
+            unchecked += 1;
+            continue;
+        };
+        let out = outdir.join(format!("{}.p{}.pkl", case.name, conv.proto));
+        std::fs::write(&out, got).expect("write pikl output");
+        let want = case.repickle[conv.proto as usize].as_deref().expect("converted only where CPython could");
+        items.push(CheckItem { case, proto: conv.proto, out, want });
+    }
+    let t = Instant::now();
+    let mut res = run_checker("convert", &items);
+    let n = &res.counts;
     eprintln!(
         "cpython check: {} outputs loaded by CPython ({}); equal by ==: {}, by pickle.dumps: {}, by repr: {}; \
          {unchecked} convert failures not checked",
@@ -423,19 +463,12 @@ fn cpython_loads_convert_output() {
         n[2],
         n[3]
     );
-    let mut fails = std::collections::BTreeMap::new();
-    for l in stdout.lines().filter_map(|l| l.strip_prefix("FAIL\t")) {
-        let mut it = l.splitn(3, '\t');
-        let (name, p, msg) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
-        fails.insert(format!("{name} cpython:{p}"), msg.to_owned());
-    }
     let mut tally = Tally::new("cpython", &allow);
-    for (name, p) in &listed {
-        let key = format!("{name} cpython:{p}");
-        let problem = fails.remove(&key);
-        tally.record(key, problem);
+    for it in &items {
+        let problem = res.problems.remove(&(it.case.name.clone(), it.proto));
+        tally.record(format!("{} cpython:{}", it.case.name, it.proto), problem);
     }
-    assert!(fails.is_empty(), "checker reported unknown cases: {fails:?}");
+    assert!(res.problems.is_empty(), "checker reported unknown cases: {:?}", res.problems);
     // Entries for outputs pikl convert did not produce cannot be checked here; they are only
     // stale when the case exists and converts now.
     let convertless: BTreeSet<String> = convs
@@ -445,6 +478,92 @@ fn cpython_loads_convert_output() {
         .collect();
     tally.seen.extend(convertless);
     tally.finish(|k| k.starts_with("cpython:"));
+}
+
+/// Where CPython cannot re-pickle a case at P (`repickle[P]` is null: RecursionError,
+/// `__slots__` without `__getstate__`, a non-ASCII persistent id at protocol 0), `pikl convert`
+/// must not crash, hang or run out of memory. A pickling error (exit 1) agrees with CPython;
+/// writing a pickle anyway is accepted when CPython loads it to the case's own value. Listed
+/// in the allowlist as `CASE refuse:P`.
+#[test]
+fn convert_where_cpython_cannot_pickle() {
+    let c = corpus();
+    let allow = Allowlist::load(ALLOWLIST);
+    let outdir = c.dir.join("pikl-out-refused");
+    std::fs::create_dir_all(&outdir).expect("create output dir");
+    let jobs: Vec<(usize, u8)> = c
+        .cases
+        .iter()
+        .enumerate()
+        .flat_map(|(i, case)| (0..6u8).filter(move |&p| case.repickle[p as usize].is_none()).map(move |p| (i, p)))
+        .collect();
+    let t = Instant::now();
+    let outcomes = parallel_map(jobs.len(), |j| {
+        let (i, p) = jobs[j];
+        let case = &c.cases[i];
+        let out = outdir.join(format!("{}.p{p}.pkl", case.name));
+        // A small address-space cap: a runaway pickler is stopped quickly.
+        let mut cmd = common::pikl_limited(REFUSE_MEM_LIMIT);
+        cmd.args(["convert", "-p", &p.to_string(), "--encoding", &case.encoding, "--errors", &case.errors, "-o"])
+            .arg(&out)
+            .arg(&case.path);
+        let o = run_with_timeout(cmd, TIMEOUT);
+        let stderr = o.stderr_str();
+        let what = match o.code {
+            _ if o.timed_out => Err(format!("CRASH: timed out after {TIMEOUT:?}")),
+            _ if stderr.contains("panicked") => Err(format!("CRASH: panicked: {}", common::head(stderr.trim(), 300))),
+            Some(0) => Ok(Some(out)),
+            Some(1) if stderr.contains("pickling error") => Ok(None),
+            Some(1) => Err(format!("fails, but not with a pickling error: {}", common::head(stderr.trim(), 300))),
+            _ => Err(format!(
+                "CRASH under a {} MB address-space cap ({}): {}",
+                REFUSE_MEM_LIMIT >> 20,
+                o.status,
+                common::head(stderr.trim(), 200)
+            )),
+        };
+        what
+    });
+    eprintln!("pikl convert where CPython cannot pickle: {} runs ({})", jobs.len(), common::since(t));
+    // Outputs pikl wrote anyway: CPython must load them to what the case itself loads to.
+    let written_out: Vec<(usize, u8, PathBuf, Vec<u8>)> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(&(i, p), o)| match o {
+            Ok(Some(out)) => Some((i, p, out.clone(), std::fs::read(&c.cases[i].path).expect("read case"))),
+            _ => None,
+        })
+        .collect();
+    let items: Vec<CheckItem> = written_out
+        .iter()
+        .map(|(i, p, out, data)| CheckItem { case: &c.cases[*i], proto: *p, out: out.clone(), want: data })
+        .collect();
+    let res = if items.is_empty() { None } else { Some(run_checker("refused", &items)) };
+    let mut tally = Tally::new("refuse", &allow);
+    let (mut refused, mut written) = (0, 0);
+    for (&(i, p), o) in jobs.iter().zip(&outcomes) {
+        let case = &c.cases[i];
+        let cpython = case.repickle_errors[p as usize].as_deref().unwrap_or("an error");
+        let problem = match o {
+            Err(e) => Some(format!("{e} (CPython: {})", common::head(cpython, 80))),
+            Ok(None) => {
+                refused += 1;
+                None
+            }
+            Ok(Some(_)) => {
+                written += 1;
+                res.as_ref().and_then(|r| r.problems.get(&(case.name.clone(), p))).map(|m| {
+                    format!("pikl writes a pickle where CPython raises {}, and {m}", common::head(cpython, 60))
+                })
+            }
+        };
+        tally.record(format!("{} refuse:{p}", case.name), problem);
+    }
+    eprintln!(
+        "refuse: pikl refuses {refused} like CPython, writes {written} that CPython loads to the original value or \
+         that are listed"
+    );
+    tally.finish(|k| k.starts_with("refuse:"));
 }
 
 /// Checks, in the library, that objects shared across the pickles of a stream are the same
