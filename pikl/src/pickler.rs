@@ -164,6 +164,9 @@ enum Task<'g> {
     Put(Option<Key>),
     /// A memo GET of something written earlier in this pickle.
     GetKey(Key),
+    /// After a reduction of a native object: memoize it, or POP + GET if saving its arguments
+    /// already did (a recursive object), as `save_reduce` does.
+    ReduceDone(Key),
     /// A fresh list or dict (`list(obj)`, `dict(obj)` of a base-type reduction).
     FreshList(&'g [Value]),
     FreshDict(&'g [(Value, Value)]),
@@ -351,6 +354,14 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::Put(key) => self.put(key),
                 Task::GetKey(key) => self.get(&key),
+                Task::ReduceDone(key) => {
+                    if self.memo.get(&key).is_some() {
+                        self.out.write_byte(Op::Pop as u8);
+                        self.get(&key);
+                    } else {
+                        self.put(Some(key));
+                    }
+                }
                 Task::OwnedBytes(b) => {
                     self.out.boundary()?;
                     if self.proto >= 3 {
@@ -380,10 +391,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                         continue;
                     }
                     self.put(Some(key));
-                    if let Some(state) = inst.state.filter(|&s| s != Value::None) {
-                        tasks.push(Task::Op(Op::Build as u8));
-                        tasks.push(Task::Save(state));
-                    }
+                    self.push_state(inst, key, &mut tasks);
                     // The base's items first, then any recorded on the instance itself.
                     if !std::ptr::eq(&inst.dict_items[..], dict) && !inst.dict_items.is_empty() {
                         tasks.push(Task::SetItems { items: &inst.dict_items, batching: Batching::Iter });
@@ -462,10 +470,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                         continue;
                     }
                     self.put(Some(key));
-                    if let Some(state) = inst.state.filter(|&s| s != Value::None) {
-                        tasks.push(Task::Op(Op::Build as u8));
-                        tasks.push(Task::Save(state));
-                    }
+                    self.push_state(inst, key, &mut tasks);
                     if !dict.is_empty() {
                         tasks.push(Task::SetItems { items: dict, batching: Batching::Iter });
                     }
@@ -691,7 +696,10 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::Put(Some(key)));
             tasks.push(Task::Op(Op::StackGlobal as u8));
             tasks.push(Task::Str(name, None));
-            tasks.push(Task::Str(module, Some(Key::Module(self.memo.name(module, "")))));
+            // CPython shares a module's name str between its globals, except that builtins'
+            // functions and types carry two different "builtins" strs.
+            let kind = if module == "builtins" && is_builtin_type(name) { "#type" } else { "" };
+            tasks.push(Task::Str(module, Some(Key::Module(self.memo.name(module, kind)))));
             return Ok(());
         }
         if let Some((parent, last)) = name.rsplit_once('.') {
@@ -737,6 +745,25 @@ impl<'h, W: Write> Pickler<'h, W> {
         } else {
             self.out.write_byte(Op::Ext4 as u8);
             self.out.write(&(code as i32).to_le_bytes());
+        }
+    }
+
+    /// The state after a reduction: `BUILD`, or `state_setter(obj, state)` then POP.
+    fn push_state<'g>(&mut self, inst: &'g Instance, key: Key, tasks: &mut Vec<Task<'g>>) {
+        let Some(state) = inst.state.filter(|&s| s != Value::None) else { return };
+        match inst.state_setter {
+            None => {
+                tasks.push(Task::Op(Op::Build as u8));
+                tasks.push(Task::Save(state));
+            }
+            Some(setter) => {
+                tasks.push(Task::Op(Op::Pop as u8));
+                tasks.push(Task::Op(Op::Reduce as u8));
+                tasks.push(Task::Op(Op::Tuple2 as u8));
+                tasks.push(Task::Save(state));
+                tasks.push(Task::GetKey(key));
+                tasks.push(Task::Save(setter));
+            }
         }
     }
 
@@ -862,7 +889,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                     return self.save_bytearray_data(b, Some(key));
                 }
                 // `bytearray(bytes(obj))`, or `bytearray()` when empty.
-                tasks.push(Task::Put(Some(key)));
+                tasks.push(Task::ReduceDone(key));
                 tasks.push(Task::Op(Op::Reduce as u8));
                 let args = if b.is_empty() { vec![] } else { vec![TupleItem::FreshBytes(b)] };
                 self.push_tuple_of(tasks, args);
@@ -878,7 +905,10 @@ impl<'h, W: Write> Pickler<'h, W> {
         if self.proto >= 3 {
             return self.save_bytes_data(b, key);
         }
-        tasks.push(Task::Put(key));
+        tasks.push(match key {
+            Some(key) => Task::ReduceDone(key),
+            None => Task::Put(None),
+        });
         tasks.push(Task::Op(Op::Reduce as u8));
         if b.is_empty() {
             self.push_tuple_of(tasks, vec![]);
@@ -975,7 +1005,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 tasks.push(Task::SaveSeq(s.items()));
             }
             Object::Complex(re, im) => {
-                tasks.push(Task::Put(Some(key)));
+                tasks.push(Task::ReduceDone(key));
                 tasks.push(Task::Op(Op::Reduce as u8));
                 self.push_tuple_of(
                     tasks,
@@ -998,7 +1028,7 @@ impl<'h, W: Write> Pickler<'h, W> {
         key: Key,
         tasks: &mut Vec<Task<'g>>,
     ) -> Result<()> {
-        tasks.push(Task::Put(Some(key)));
+        tasks.push(Task::ReduceDone(key));
         tasks.push(Task::Op(Op::Reduce as u8));
         // The 1-tuple `(list(obj),)`, memoized as a fresh tuple.
         tasks.push(Task::Put(None));
@@ -1064,7 +1094,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             Construct::NewObjEx if self.proto >= 4 => {
                 tasks.push(Task::Op(Op::NewObjEx as u8));
                 tasks.push(Task::Save(inst.kwargs.unwrap_or(Value::None)));
-                tasks.push(Task::Save(inst.args));
+                tasks.push(fresh_args(g, inst.args));
                 tasks.push(Task::Save(inst.callable));
             }
             Construct::NewObjEx => {
@@ -1125,7 +1155,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
             }
         }
-        Task::Save(inst.args)
+        fresh_args(g, inst.args)
     }
 
     fn save_default_reduce<'g>(
@@ -1143,7 +1173,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::DefaultEnd { key, inst, list, dict });
             tasks.push(Task::Op(Op::NewObj as u8));
             match plan.newargs {
-                NewArgs::Node(v) => tasks.push(Task::Save(v)),
+                NewArgs::Node(v) => tasks.push(fresh_args(g, v)),
                 NewArgs::Items(items) => {
                     self.push_tuple_of(tasks, items.iter().map(|&v| TupleItem::Value(v)).collect())
                 }
@@ -1332,6 +1362,50 @@ enum TupleItem<'g> {
     OwnedBytes(Vec<u8>),
     Latin1,
     Global(&'g str, &'g str),
+}
+
+/// The arguments of a reduction: CPython's `__reduce__` builds a fresh tuple each call, so it is
+/// never a shared (memo) object.
+fn fresh_args<'g>(g: &'g Graph, args: Value) -> Task<'g> {
+    match g.object(args) {
+        Some(Object::Tuple(items)) => Task::FreshTuple(items),
+        _ => Task::Save(args),
+    }
+}
+
+/// True for the names of `builtins` that are classes (their `__module__` str differs from the
+/// functions').
+fn is_builtin_type(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        || matches!(
+            name,
+            "bool"
+                | "bytearray"
+                | "bytes"
+                | "classmethod"
+                | "complex"
+                | "dict"
+                | "enumerate"
+                | "filter"
+                | "float"
+                | "frozenset"
+                | "int"
+                | "list"
+                | "map"
+                | "memoryview"
+                | "object"
+                | "property"
+                | "range"
+                | "reversed"
+                | "set"
+                | "slice"
+                | "staticmethod"
+                | "str"
+                | "super"
+                | "tuple"
+                | "type"
+                | "zip"
+        )
 }
 
 fn singleton_str_key(s: &PyStr) -> Option<Key> {

@@ -152,8 +152,8 @@ impl<R: BufRead> Unpickler<'static, IoRead<R>> {
 }
 
 #[cold]
-fn underflow() -> Error {
-    Error::unpickling_msg("unpickling stack underflow")
+fn underflow_msg(mark_set: bool) -> Error {
+    Error::unpickling_msg(if mark_set { "unexpected MARK found" } else { "unpickling stack underflow" })
 }
 
 #[cold]
@@ -307,7 +307,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if self.stack.len() > self.fence {
             Ok(self.stack.pop().expect("above fence"))
         } else {
-            Err(underflow())
+            Err(underflow_msg(!self.marks.is_empty()))
         }
     }
 
@@ -316,7 +316,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if self.stack.len() > self.fence {
             Ok(*self.stack.last().expect("above fence"))
         } else {
-            Err(underflow())
+            Err(underflow_msg(!self.marks.is_empty()))
         }
     }
 
@@ -439,6 +439,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         }
     }
 
+    /// True for a value that can stand for a tuple: a tuple, or a persistent id (whatever
+    /// `persistent_load` would have returned).
+    fn is_tuple_like(&self, v: Value) -> bool {
+        matches!(self.graph.object(v), Some(Object::Tuple(_) | Object::PersistentId(_)))
+    }
+
     fn tuple_items(&self, v: Value) -> Option<&[Value]> {
         match self.graph.object(v) {
             Some(Object::Tuple(items)) => Some(items),
@@ -465,8 +471,14 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if !self.is_callable(callable) {
             return Err(bad(format!("'{}' object is not callable", self.type_name(callable))));
         }
-        if self.tuple_items(args).is_none() {
+        if !self.is_tuple_like(args) {
             return Err(bad("argument list must be a tuple"));
+        }
+        if self.tuple_items(args).is_none() {
+            return Ok(self.add(Object::Instance(Box::new(Instance::new(callable, Construct::Reduce, args, None)))));
+        }
+        if let Some(v) = self.call_method(callable, args)? {
+            return Ok(v);
         }
         if let Some(v) = self.reduce_native(callable, args)? {
             return Ok(v);
@@ -476,6 +488,59 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         }
         let args = self.py2_datetime_args(callable, args);
         Ok(self.add(Object::Instance(Box::new(Instance::new(callable, Construct::Reduce, args, None)))))
+    }
+
+    /// A discarded `state_setter(obj, state)` call (how CPython writes a `__reduce__` with a
+    /// state setter): recorded on `obj` as its state and setter.
+    fn state_setter_call(&mut self, popped: Value) {
+        let g = &self.graph;
+        let Some(call) = g.view(popped).as_instance() else { return };
+        let args = g.view(call.args).as_slice().unwrap_or(&[]);
+        if call.construct != Construct::Reduce || args.len() != 2 || g.view(call.callable).as_global().is_none() {
+            return;
+        }
+        let (setter, target, state) = (call.callable, args[0], args[1]);
+        if let Some(Object::Instance(inst)) = target.obj_id().map(|id| self.graph.get_mut(id)) {
+            if inst.state.is_none() && inst.state_setter.is_none() {
+                inst.state = Some(state);
+                inst.state_setter = Some(setter);
+            }
+        }
+    }
+
+    /// `getattr(obj, 'append')(x)` and the like on a native list, set or dict: the mutation a
+    /// `__reduce__` with a state setter or item calls performs, done on the data. Returns the
+    /// call's result (None).
+    fn call_method(&mut self, callable: Value, args: Value) -> Result<Option<Value>> {
+        let g = &self.graph;
+        let Some(method) = g.view(callable).as_instance() else { return Ok(None) };
+        let is_getattr =
+            g.view(method.callable).as_global().is_some_and(|gl| gl.module == "builtins" && gl.name == "getattr");
+        let parts = g.view(method.args).as_slice().unwrap_or(&[]);
+        if !is_getattr || method.construct != Construct::Reduce || parts.len() != 2 {
+            return Ok(None);
+        }
+        let (target, name) = (parts[0], g.view(parts[1]).as_str().unwrap_or(""));
+        let call_args = self.tuple_items(args).unwrap_or(&[]).to_vec();
+        let Some(id) = target.obj_id() else { return Ok(None) };
+        let unhashable = |e: crate::value::Unhashable| bad(format!("unhashable type: '{}'", e.0));
+        match (self.graph.get(id), name, call_args.as_slice()) {
+            (Object::List(_), "append", [x]) => self.append(target, &[*x])?,
+            (Object::List(_), "extend", [xs]) => {
+                let Some(items) = self.graph.view(*xs).as_slice().map(<[Value]>::to_vec) else { return Ok(None) };
+                self.append(target, &items)?;
+            }
+            (Object::Set(_), "add", [x]) => self.graph.set_add_all(id, [*x]).map_err(unhashable)?,
+            (Object::Dict(_), "__setitem__", [k, v]) => self.graph.dict_set(id, *k, *v).map_err(unhashable)?,
+            (Object::Dict(_), "update", [d]) => {
+                let Some(entries) = self.graph.view(*d).as_dict().map(|d| d.entries().to_vec()) else {
+                    return Ok(None);
+                };
+                self.graph.dict_set_all(id, entries).map_err(unhashable)?;
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(Value::None))
     }
 
     /// `partial(cls.__new__, cls, *args, **kwargs)()`: how CPython writes `NEWOBJ_EX` below
@@ -766,7 +831,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 if self.marks.last() == Some(&self.stack.len()) {
                     self.pop_mark()?;
                 } else {
-                    self.pop()?;
+                    let v = self.pop()?;
+                    self.state_setter_call(v);
                 }
             }
             PopMark => {
@@ -791,9 +857,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     b"00" => Value::Bool(false),
                     b"01" => Value::Bool(true),
                     l => {
-                        let p = text::parse_int(l).ok_or_else(|| {
-                            bad(format!("invalid literal for int() with base 0: {}", py_bytes_repr(l)))
-                        })?;
+                        let p = text::parse_int(l).ok_or_else(|| bad("could not convert string to int"))?;
                         self.new_int(p)
                     }
                 };
@@ -923,7 +987,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             Tuple1 | Tuple2 | Tuple3 => {
                 let n = (op as u8 - Tuple1 as u8 + 1) as usize;
                 if self.stack.len() < self.fence + n {
-                    return Err(underflow());
+                    return Err(underflow_msg(!self.marks.is_empty()));
                 }
                 let items = self.stack.split_off(self.stack.len() - n);
                 let v = self.add(Object::Tuple(items));
@@ -946,7 +1010,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             Appends => {
                 let start = self.pop_mark()?;
-                let target = if start > self.fence { self.stack[start - 1] } else { return Err(underflow()) };
+                let target = if start > self.fence {
+                    self.stack[start - 1]
+                } else {
+                    return Err(underflow_msg(!self.marks.is_empty()));
+                };
                 let stack = std::mem::take(&mut self.stack);
                 let res = self.append(target, &stack[start..]);
                 self.stack = stack;
@@ -978,7 +1046,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 if (self.stack.len() - start) % 2 != 0 {
                     return Err(bad("odd number of items for SETITEMS"));
                 }
-                let target = if start > self.fence { self.stack[start - 1] } else { return Err(underflow()) };
+                let target = if start > self.fence {
+                    self.stack[start - 1]
+                } else {
+                    return Err(underflow_msg(!self.marks.is_empty()));
+                };
                 let stack = std::mem::take(&mut self.stack);
                 let res = self.set_items(target, &stack[start..]);
                 self.stack = stack;
@@ -991,7 +1063,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             AddItems => {
                 let start = self.pop_mark()?;
-                let target = if start > self.fence { self.stack[start - 1] } else { return Err(underflow()) };
+                let target = if start > self.fence {
+                    self.stack[start - 1]
+                } else {
+                    return Err(underflow_msg(!self.marks.is_empty()));
+                };
                 let stack = std::mem::take(&mut self.stack);
                 let res = self.add_items(target, &stack[start..]);
                 self.stack = stack;
@@ -1069,7 +1145,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let start = self.pop_mark()?;
                 let mut items = self.stack.split_off(start);
                 if items.is_empty() {
-                    return Err(underflow());
+                    return Err(underflow_msg(!self.marks.is_empty()));
                 }
                 let class = items.remove(0);
                 let args = self.add(Object::Tuple(items));
@@ -1081,10 +1157,13 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let class = self.pop()?;
                 if !self.noload {
                     if !self.is_callable(class) {
-                        return Err(bad("NEWOBJ class argument isn't a type object"));
+                        return Err(bad(format!(
+                            "NEWOBJ class argument must be a type, not {}",
+                            self.type_name(class)
+                        )));
                     }
-                    if self.tuple_items(args).is_none() {
-                        return Err(bad("NEWOBJ expected an arg tuple."));
+                    if !self.is_tuple_like(args) {
+                        return Err(bad(format!("NEWOBJ args argument must be a tuple, not {}", self.type_name(args))));
                     }
                 }
                 let v = self.new_instance(class, Construct::NewObj, args, Option::None);

@@ -216,6 +216,7 @@ pub(crate) fn equal(ga: &Graph, a: Value, gb: &Graph, b: Value) -> bool {
                     && p.kwargs.is_some() == q.kwargs.is_some()
                     && p.state.is_some() == q.state.is_some()
                     && p.list_items.len() == q.list_items.len()
+                    && p.state_setter.is_some() == q.state_setter.is_some()
                     && p.dict_items.len() == q.dict_items.len()
                     && p.set_items.len() == q.set_items.len()
                     && {
@@ -225,6 +226,9 @@ pub(crate) fn equal(ga: &Graph, a: Value, gb: &Graph, b: Value) -> bool {
                             stack.push((a, b));
                         }
                         if let (Some(a), Some(b)) = (p.state, q.state) {
+                            stack.push((a, b));
+                        }
+                        if let (Some(a), Some(b)) = (p.state_setter, q.state_setter) {
                             stack.push((a, b));
                         }
                         stack.extend(p.list_items.iter().copied().zip(q.list_items.iter().copied()));

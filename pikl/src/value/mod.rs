@@ -98,6 +98,9 @@ pub struct Instance {
     pub dict_items: Vec<(Value, Value)>,
     /// Items added with `ADDITEMS`.
     pub set_items: Vec<Value>,
+    /// The `state_setter` of a 6-item `__reduce__`: the state was applied by calling
+    /// `state_setter(obj, state)` instead of BUILD.
+    pub state_setter: Option<Value>,
 }
 
 impl Instance {
@@ -112,6 +115,7 @@ impl Instance {
             list_items: Vec::new(),
             dict_items: Vec::new(),
             set_items: Vec::new(),
+            state_setter: None,
         }
     }
 }
