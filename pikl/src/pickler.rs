@@ -132,6 +132,8 @@ pub struct Pickler<'h, W: Write> {
     buffer_callback: Option<BufferCallback<'h>>,
     extensions: HashMap<(String, String), u32>,
     extension_names: HashMap<u32, (String, String)>,
+    /// Instances whose reduction is being written (not yet memoized).
+    reducing: std::collections::HashSet<u32>,
 }
 
 /// One step of the iterative save.
@@ -222,6 +224,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             buffer_callback: None,
             extensions: HashMap::new(),
             extension_names: HashMap::new(),
+            reducing: Default::default(),
         })
     }
 
@@ -288,6 +291,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             self.out.set_framing(true);
         }
         let res = self.save_all(graph, v);
+        self.reducing.clear();
         if let Err(e) = res {
             self.out.discard();
             return Err(e);
@@ -385,6 +389,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                     self.push_tuple_of(&mut tasks, items);
                 }
                 Task::DefaultEnd { key, inst, list, dict } => {
+                    if let Key::Obj(id) = key {
+                        self.reducing.remove(&id);
+                    }
                     if self.memo.get(&key).is_some() {
                         self.out.write_byte(Op::Pop as u8);
                         self.get(&key);
@@ -464,6 +471,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                     }
                 }
                 Task::ReduceEnd { key, inst, list, dict } => {
+                    if let Key::Obj(id) = key {
+                        self.reducing.remove(&id);
+                    }
                     if self.memo.get(&key).is_some() {
                         self.out.write_byte(Op::Pop as u8);
                         self.get(&key);
@@ -712,6 +722,11 @@ impl<'h, W: Write> Pickler<'h, W> {
         }
         let (m, n) =
             if self.proto < 3 && self.fix_imports { compat::map_py3_global(module, name) } else { (module, name) };
+        if m.contains('\n') || n.contains('\n') {
+            return Err(Error::pickling(format!(
+                "can't pickle global {m:?}.{n:?}: a newline cannot be written in a GLOBAL line"
+            )));
+        }
         let encodable = |s: &str| self.proto == 3 || s.is_ascii();
         if !encodable(m) {
             return Err(Error::pickling(format!(
@@ -1081,6 +1096,16 @@ impl<'h, W: Write> Pickler<'h, W> {
         if !inst.set_items.is_empty() {
             return Err(Error::pickling("an instance built with ADDITEMS cannot be re-pickled"));
         }
+        // An object reached again while its own reduction is being written, before it could be
+        // memoized, would be written forever: CPython raises RecursionError there.
+        let Key::Obj(id) = key else { unreachable!("instances are keyed by identity") };
+        if !self.reducing.insert(id) {
+            return Err(Error::pickling(format!(
+                "recursive object: {} refers to itself through its reduction arguments, which cannot be written at protocol {}",
+                g.view(inst.callable),
+                self.proto
+            )));
+        }
         let args: &'g [Value] = match g.object(inst.args) {
             Some(Object::Tuple(items)) => items,
             _ => &[],
@@ -1088,7 +1113,7 @@ impl<'h, W: Write> Pickler<'h, W> {
         if let Some(plan) = default_reduce(g, inst, args, self.proto < 2) {
             return self.save_default_reduce(g, inst, key, plan, tasks);
         }
-        let Key::Obj(obj_id) = key else { unreachable!("instances are keyed by identity") };
+        let obj_id = id;
         tasks.push(Task::ReduceEnd { key, inst, list: &inst.list_items, dict: &inst.dict_items });
         match inst.construct {
             Construct::NewObjEx if self.proto >= 4 => {

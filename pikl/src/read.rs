@@ -57,8 +57,6 @@ pub trait Read<'de>: private::Sealed {
     fn read_line<'s>(&'s mut self) -> Result<Bytes<'de, 's>>;
     /// Opens a frame of `len` bytes (the FRAME opcode's argument).
     fn begin_frame(&mut self, len: u64) -> Result<()>;
-    /// Forgets any open frame (at the start of each pickle).
-    fn reset_frame(&mut self);
     /// True when no byte is left (used between consecutive pickles of one stream).
     fn at_end(&mut self) -> Result<bool>;
 }
@@ -160,11 +158,6 @@ impl<'de> Read<'de> for SliceRead<'de> {
         self.in_frame = true;
         self.limit = self.pos + len as usize;
         Ok(())
-    }
-
-    fn reset_frame(&mut self) {
-        self.in_frame = false;
-        self.limit = self.data.len();
     }
 
     fn at_end(&mut self) -> Result<bool> {
@@ -359,12 +352,6 @@ impl<'de, R: BufRead> Read<'de> for IoRead<R> {
         self.frame_pos = 0;
         self.in_frame = true;
         Ok(())
-    }
-
-    fn reset_frame(&mut self) {
-        self.in_frame = false;
-        self.frame.clear();
-        self.frame_pos = 0;
     }
 
     fn at_end(&mut self) -> Result<bool> {

@@ -277,7 +277,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.marks.clear();
         self.fence = 0;
         self.proto = 0;
-        self.reader.reset_frame();
+        // A frame may hold the next pickle too: CPython's unpickler reads on inside it.
         if self.reader.at_end()? {
             return Err(Error::eof(self.reader.position()).with_message("ran out of input"));
         }
