@@ -39,6 +39,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
     let mut p = Pickler::new(BufWriter::with_capacity(1 << 16, out), Some(proto as i32)).expect("valid protocol");
     let mut first = true;
+    let mut kept = 0;
     loop {
         match u.at_end() {
             Ok(true) if !first => break,
@@ -57,6 +58,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 }
             }
             return Err(Failure::BadData(format!("{}: {e}", inp.name)));
+        }
+        // Free what no later pickle can refer to, so long streams stay in bounded memory.
+        if u.graph().len() > 2 * kept + (1 << 20) {
+            let map = u.collect_garbage(&mut []);
+            p.renumber(&map);
+            kept = u.graph().len();
         }
     }
     Ok(())

@@ -51,6 +51,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let repr_opts = ReprOptions { max_chars: (args.max_chars > 0).then_some(args.max_chars) };
     let mut first = true;
+    let mut kept = 0;
     let result = (|| -> Result<(), Failure> {
         loop {
             match u.at_end() {
@@ -72,6 +73,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 );
             }
             out.write_all(b"\n")?;
+            // Free what no later pickle can refer to, so long streams stay in bounded memory.
+            if u.graph().len() > 2 * kept + (1 << 20) {
+                u.collect_garbage(&mut []);
+                kept = u.graph().len();
+            }
         }
     })();
     let flushed = out.flush();

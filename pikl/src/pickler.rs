@@ -266,6 +266,25 @@ impl<'h, W: Write> Pickler<'h, W> {
         &self.memo
     }
 
+    /// Follows a renumbering of the graph (from
+    /// [`Unpickler::collect_garbage`](crate::Unpickler::collect_garbage)): memo entries of freed
+    /// objects are dropped.
+    pub fn renumber(&mut self, map: &[Option<crate::ObjId>]) {
+        let old = std::mem::take(&mut self.memo.objs);
+        for (i, idx) in old.into_iter().enumerate() {
+            if idx == NONE {
+                continue;
+            }
+            if let Some(Some(new)) = map.get(i) {
+                let n = new.index();
+                if n >= self.memo.objs.len() {
+                    self.memo.objs.resize(n + 1, NONE);
+                }
+                self.memo.objs[n] = idx;
+            }
+        }
+    }
+
     /// Forgets the memo: objects dumped before are written again in full.
     pub fn clear_memo(&mut self) {
         self.memo = PicklerMemo::default();
@@ -1138,7 +1157,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 let mut cls_args = vec![TupleItem::Value(inst.callable)];
                 cls_args.extend(args.iter().map(|&v| TupleItem::Value(v)));
                 self.push_tuple_of(tasks, cls_args);
-                tasks.push(Task::GetKey(func.clone()));
+                tasks.push(Task::GetKey(func));
                 tasks.push(Task::Op(Op::Mark as u8));
                 // partial(func)
                 tasks.push(Task::Put(None));

@@ -246,6 +246,41 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.memo.clear();
     }
 
+    /// Frees the objects no later pickle of the stream can refer to: everything not reachable
+    /// from the memo (or from `keep`, renumbered in place). Values from earlier loads that are
+    /// not in `keep` become invalid. Streams of many pickles stay in bounded memory when the
+    /// caller collects between loads. Returns the new id of each old id (`None`: freed), for
+    /// a [`Pickler`](crate::Pickler) writing from this graph ([`Pickler::renumber`](crate::Pickler::renumber)).
+    pub fn collect_garbage(&mut self, keep: &mut [Value]) -> Vec<Option<ObjId>> {
+        let memo_values = self.memo.dense.iter().flatten().copied().chain(self.memo.sparse.values().copied());
+        let interned = self
+            .interned
+            .strs
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.interned.empty_bytes)
+            .chain(self.interned.globals.values().copied())
+            .chain(self.interned.keys.values().copied())
+            .map(Value::Obj);
+        let roots: Vec<Value> = memo_values.chain(interned).chain(keep.iter().copied()).collect();
+        let map = self.graph.compact(roots);
+        let remap = |v: &mut Value| {
+            if let Value::Obj(id) = *v {
+                *v = Value::Obj(map[id.index()].expect("roots are kept"));
+            }
+        };
+        self.memo.dense.iter_mut().flatten().for_each(remap);
+        self.memo.sparse.values_mut().for_each(remap);
+        keep.iter_mut().for_each(remap);
+        let remap_id = |id: &mut ObjId| *id = map[id.index()].expect("roots are kept");
+        self.interned.strs.iter_mut().flatten().for_each(remap_id);
+        self.interned.empty_bytes.iter_mut().for_each(remap_id);
+        self.interned.globals.values_mut().for_each(remap_id);
+        self.interned.keys.values_mut().for_each(remap_id);
+        map
+    }
+
     /// Byte offset of the next pickle in the stream.
     pub fn position(&self) -> u64 {
         self.reader.position()

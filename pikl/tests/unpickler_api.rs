@@ -194,3 +194,68 @@ fn errors_name_offset_and_opcode() {
     assert_eq!(pikl::loads(b"").unwrap_err().category(), Category::Eof);
     assert!(matches!(pikl::loads(b"N.").unwrap().root, Value::None));
 }
+
+/// A stream CPython writes with one Pickler: shared parts across dumps, cycles, and new
+/// objects in every pickle.
+fn multi_dump_stream() -> Vec<u8> {
+    let script = r#"
+import pickle, io, sys
+shared = {"k": [1, 2, 3]}
+loop = []; loop.append(loop)
+f = io.BytesIO()
+p = pickle.Pickler(f, int(sys.argv[1]))
+for i in range(60):
+    p.dump([shared, loop, "item%d" % i, (i, shared["k"]), {i: [i] * 3}])
+sys.stdout.buffer.write(f.getvalue())
+"#;
+    let mut out = Vec::new();
+    for proto in ["1", "2", "4"] {
+        let o =
+            std::process::Command::new("python3").args(["-c", script, proto]).output().expect("python3 is required");
+        assert!(o.status.success());
+        out.push(o.stdout);
+    }
+    out.concat()
+}
+
+#[test]
+fn garbage_collection_between_loads_keeps_what_later_pickles_need() {
+    let data = multi_dump_stream();
+    let convert = |collect: bool| -> Vec<u8> {
+        let mut u = Unpickler::from_slice(&data);
+        let mut p = pikl::Pickler::new(Vec::new(), Some(2)).unwrap();
+        let mut reprs = Vec::new();
+        while !u.at_end().unwrap() {
+            let v = u.load().unwrap();
+            reprs.push(u.view(v).to_string());
+            p.dump(u.graph(), v).unwrap();
+            if collect {
+                let before = u.graph().len();
+                let map = u.collect_garbage(&mut []);
+                assert!(u.graph().len() <= before);
+                p.renumber(&map);
+            }
+        }
+        let mut out = p.into_inner();
+        out.extend(reprs.join("\n").into_bytes());
+        out
+    };
+    assert_eq!(convert(false), convert(true));
+}
+
+#[test]
+fn garbage_collection_frees_what_the_memo_no_longer_reaches() {
+    let script = "import pickle,sys; sys.stdout.buffer.write(b''.join(pickle.dumps([i, 'x%d' % i, {i: [i]}], 2) for i in range(500)))";
+    let o = std::process::Command::new("python3").args(["-c", script]).output().expect("python3 is required");
+    let mut u = Unpickler::from_slice(&o.stdout);
+    let mut n = 0;
+    while !u.at_end().unwrap() {
+        let mut v = [u.load().unwrap()];
+        u.collect_garbage(&mut v);
+        assert_eq!(u.view(v[0]).to_string(), format!("[{n}, 'x{n}', {{{n}: [{n}]}}]"));
+        // Each pickle reuses memo keys 0..4, so only the last pickle's objects survive.
+        assert!(u.graph().len() <= 8, "{} objects kept", u.graph().len());
+        n += 1;
+    }
+    assert_eq!(n, 500);
+}

@@ -76,6 +76,11 @@ impl Dict {
         self.find(graph, graph, h, key).map(|i| self.entries[i].1)
     }
 
+    /// Every key and value, mutably (for renumbering: keys keep their hash).
+    pub(crate) fn values_mut_all(&mut self) -> impl Iterator<Item = (&mut Value, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (k, v))
+    }
+
     /// Replaces the key object at position `i` by an equal one (same hash).
     pub(crate) fn replace_key(&mut self, i: usize, key: Value) {
         self.entries[i].0 = key;
@@ -141,6 +146,11 @@ impl Set {
     /// The items, in insertion order.
     pub fn items(&self) -> &[Value] {
         &self.items
+    }
+
+    /// The items, mutably (for renumbering).
+    pub(crate) fn items_mut(&mut self) -> &mut [Value] {
+        &mut self.items
     }
 
     pub(crate) fn find(&self, graph: &Graph, key_graph: &Graph, h: u64, key: Value) -> Option<usize> {

@@ -93,7 +93,9 @@ impl Graph<'_> {
             }
             Object::Global(g) => SEED.hash_one((&g.module, &g.name)),
             Object::Extension(code) => mix(*code as u64, 0x4444),
-            Object::Instance(_) | Object::PersistentId(_) => mix(id.0 as u64, 0x5555),
+            // Equal only to themselves; a constant keeps the hash valid when the graph is
+            // renumbered (`Graph::compact`).
+            Object::Instance(_) | Object::PersistentId(_) => 0x5555,
             Object::Tuple(_) | Object::FrozenSet(_) => return Ok(None),
             other => return Err(Unhashable(other.type_name())),
         }))

@@ -455,6 +455,90 @@ impl<'a> Graph<'a> {
     }
 }
 
+
+/// Calls `f` on every value an object holds.
+fn for_each_child_mut(obj: &mut Object<'_>, mut f: impl FnMut(&mut Value)) {
+    match obj {
+        Object::List(items) | Object::Tuple(items) => items.iter_mut().for_each(f),
+        Object::Dict(d) => d.values_mut_all().for_each(|(k, v)| {
+            f(k);
+            f(v);
+        }),
+        Object::Set(s) | Object::FrozenSet(s) => s.items_mut().iter_mut().for_each(f),
+        Object::Instance(inst) => {
+            f(&mut inst.callable);
+            f(&mut inst.args);
+            inst.kwargs.iter_mut().for_each(&mut f);
+            inst.state.iter_mut().for_each(&mut f);
+            inst.state_setter.iter_mut().for_each(&mut f);
+            inst.list_items.iter_mut().for_each(&mut f);
+            inst.set_items.iter_mut().for_each(&mut f);
+            for (k, v) in &mut inst.dict_items {
+                f(k);
+                f(v);
+            }
+        }
+        Object::PersistentId(v) => f(v),
+        Object::Int(_)
+        | Object::Complex(..)
+        | Object::Str(_)
+        | Object::Bytes(_)
+        | Object::ByteArray(_)
+        | Object::Global(_)
+        | Object::Extension(_)
+        | Object::Buffer(_) => {}
+    }
+}
+
+impl Graph<'_> {
+    /// Drops every object not reachable from `roots` and renumbers the rest, keeping their
+    /// order. Returns the new id of each old id (`None`: dropped), so holders of ids outside
+    /// the graph can follow. Iterative; linear in the graph's size.
+    pub fn compact(&mut self, roots: impl IntoIterator<Item = Value>) -> Vec<Option<ObjId>> {
+        let n = self.objects.len();
+        let mut live = vec![false; n];
+        let mut stack: Vec<u32> = roots.into_iter().filter_map(|v| v.obj_id()).map(|id| id.0).collect();
+        stack.extend(self.byte_singletons.iter().map(|&(_, id)| id.0));
+        while let Some(i) = stack.pop() {
+            let i = i as usize;
+            if i >= n || live[i] {
+                continue;
+            }
+            live[i] = true;
+            for_each_child_mut(&mut self.objects[i], |v| {
+                if let Value::Obj(id) = *v {
+                    stack.push(id.0);
+                }
+            });
+        }
+        let mut map = vec![None; n];
+        let mut next = 0u32;
+        for (i, &l) in live.iter().enumerate() {
+            if l {
+                map[i] = Some(ObjId(next));
+                next += 1;
+            }
+        }
+        let old = std::mem::take(&mut self.objects);
+        self.objects.reserve(next as usize);
+        for (i, mut obj) in old.into_iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
+            for_each_child_mut(&mut obj, |v| {
+                if let Value::Obj(id) = *v {
+                    *v = Value::Obj(map[id.index()].expect("children of live objects are live"));
+                }
+            });
+            self.objects.push(obj);
+        }
+        for (_, id) in &mut self.byte_singletons {
+            *id = map[id.index()].expect("singletons are roots");
+        }
+        map
+    }
+}
+
 #[cfg(test)]
 mod size_tests {
     /// Values are pushed, memoized and stored by the million: they stay two words.
