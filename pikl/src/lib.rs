@@ -19,6 +19,8 @@ pub mod ops;
 pub mod optimize;
 mod pickler;
 pub mod read;
+#[cfg(feature = "serde")]
+pub mod serde;
 mod text;
 mod unpickler;
 pub mod value;
@@ -31,6 +33,8 @@ pub use pickler::{
 pub use unpickler::{FindClass, PersistentLoad, Unpickler, UnpicklerOptions, HIGHEST_PROTOCOL};
 
 pub use error::{Category, Error, Result};
+#[cfg(feature = "serde")]
+pub use serde::{from_reader, from_slice, to_vec, to_writer};
 pub use value::{Construct, Dict, Global, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Set, Value, ValueRef};
 
 use std::io::BufRead;

@@ -1,0 +1,203 @@
+//! serde throughput, side by side: pikl's serde writer and reader, the same data through pikl's
+//! object model (a `Graph` built by hand then `dumps`; `loads` then reading the graph), and
+//! serde-pickle.
+//!
+//! Shapes (generated here, deterministically): 150k records
+//! `{id: i64, name: String, score: f64, tags: Vec<String>, active: bool}`, 5M ints of mixed
+//! widths, 2M short strs (some non-ASCII). Every reader reads the same bytes: what pikl writes
+//! at protocol 4, which is what `pickle.dumps(value, 4)` writes.
+//!
+//! `cargo bench -p pikl --bench serde` (add `-- --quick` for a short run, or a filter such as
+//! `-- dumps/records`).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use pikl::serde::{DeOptions, SerOptions};
+use pikl::{Graph, Value};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Record {
+    id: i64,
+    name: String,
+    score: f64,
+    tags: Vec<String>,
+    active: bool,
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn word(&mut self, min: usize, max: usize) -> String {
+        const ALPHA: &[char] = &['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'k', 'm', 'n', 'p', 'r', 's', 't', 'é', 'ü'];
+        let n = min + (self.next() as usize) % (max - min + 1);
+        (0..n).map(|_| ALPHA[(self.next() as usize) % ALPHA.len()]).collect()
+    }
+}
+
+fn records(n: usize) -> Vec<Record> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|i| Record {
+            id: i as i64 * 7919,
+            name: rng.word(5, 12),
+            score: (rng.next() % 100_000) as f64 / 100.0,
+            tags: (0..rng.next() % 4).map(|_| rng.word(3, 8)).collect(),
+            active: rng.next() % 2 == 0,
+        })
+        .collect()
+}
+
+fn ints(n: usize) -> Vec<i64> {
+    let mut rng = Rng(12345);
+    (0..n)
+        .map(|_| {
+            let r = rng.next();
+            match r % 4 {
+                0 => (r >> 8) as i64 % 256,
+                1 => (r >> 8) as i64 % 65536,
+                2 => (r >> 8) as i32 as i64,
+                _ => (r >> 2) as i64,
+            }
+        })
+        .collect()
+}
+
+fn strs(n: usize) -> Vec<String> {
+    let mut rng = Rng(777);
+    (0..n).map(|_| rng.word(4, 16)).collect()
+}
+
+// ---- the object model path ----
+
+fn records_to_graph(recs: &[Record]) -> (Graph<'_>, Value) {
+    let mut g = Graph::new();
+    let keys = ["id", "name", "score", "tags", "active"].map(|k| g.str(k));
+    let mut items = Vec::with_capacity(recs.len());
+    for r in recs {
+        let name = g.str(r.name.as_str());
+        let tags: Vec<Value> = r.tags.iter().map(|t| g.str(t.as_str())).collect();
+        let tags = g.list(tags);
+        let entries = vec![
+            (keys[0], Value::Int(r.id)),
+            (keys[1], name),
+            (keys[2], Value::Float(r.score)),
+            (keys[3], tags),
+            (keys[4], Value::Bool(r.active)),
+        ];
+        items.push(g.dict(entries).expect("str keys"));
+    }
+    let root = g.list(items);
+    (g, root)
+}
+
+fn records_from_graph(loaded: &pikl::Loaded) -> Vec<Record> {
+    let v = loaded.value();
+    v.iter()
+        .map(|r| Record {
+            id: r.get("id").and_then(|x| x.as_i64()).expect("id"),
+            name: r.get("name").and_then(|x| x.as_str()).expect("name").to_owned(),
+            score: r.get("score").and_then(|x| x.as_f64()).expect("score"),
+            tags: r.get("tags").expect("tags").iter().map(|t| t.as_str().expect("tag").to_owned()).collect(),
+            active: r.get("active").and_then(|x| x.as_bool()).expect("active"),
+        })
+        .collect()
+}
+
+fn ints_to_graph(v: &[i64]) -> (Graph<'static>, Value) {
+    let mut g = Graph::new();
+    let root = g.list(v.iter().map(|&i| Value::Int(i)).collect());
+    (g, root)
+}
+
+fn ints_from_graph(loaded: &pikl::Loaded) -> Vec<i64> {
+    loaded.value().iter().map(|x| x.as_i64().expect("int")).collect()
+}
+
+fn strs_to_graph(v: &[String]) -> (Graph<'_>, Value) {
+    let mut g = Graph::new();
+    let items = v.iter().map(|s| g.str(s.as_str())).collect();
+    let root = g.list(items);
+    (g, root)
+}
+
+fn strs_from_graph(loaded: &pikl::Loaded) -> Vec<String> {
+    loaded.value().iter().map(|x| x.as_str().expect("str").to_owned()).collect()
+}
+
+// ---- the runs ----
+
+fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    bytes: usize,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g
+}
+
+fn bench_shape<T>(
+    c: &mut Criterion,
+    name: &str,
+    value: &T,
+    to_graph: impl for<'a> Fn(&'a T) -> (Graph<'a>, Value),
+    from_graph: impl Fn(&pikl::Loaded) -> T,
+) where
+    T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+{
+    let bytes = pikl::to_vec(value, SerOptions::new()).expect("pikl to_vec");
+    // The three readers agree before anything is timed.
+    let ours: T = pikl::from_slice(&bytes, DeOptions::new()).expect("pikl from_slice");
+    assert!(ours == *value, "{name}: pikl round trip");
+    let theirs: T = serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new()).expect("serde-pickle reads it");
+    assert!(theirs == *value, "{name}: serde-pickle reads another value");
+    let graph_read = from_graph(&pikl::loads(&bytes).expect("loads"));
+    assert!(graph_read == *value, "{name}: object model reads another value");
+    let (g, root) = to_graph(value);
+    assert_eq!(pikl::dumps(&g, root, Some(4)).expect("dumps"), bytes, "{name}: object model writes other bytes");
+    drop(g);
+
+    let mut grp = group(c, &format!("dumps/{name}"), bytes.len());
+    grp.bench_function("pikl_serde", |b| b.iter(|| pikl::to_vec(black_box(value), SerOptions::new()).expect("to_vec")));
+    grp.bench_function("pikl_object_model", |b| {
+        b.iter(|| {
+            let (g, root) = to_graph(black_box(value));
+            pikl::dumps(&g, root, Some(4)).expect("dumps")
+        })
+    });
+    grp.bench_function("serde_pickle", |b| {
+        b.iter(|| serde_pickle::to_vec(black_box(value), serde_pickle::SerOptions::new()).expect("to_vec"))
+    });
+    grp.finish();
+
+    let mut grp = group(c, &format!("loads/{name}"), bytes.len());
+    grp.bench_function("pikl_serde", |b| {
+        b.iter(|| pikl::from_slice::<T>(black_box(&bytes), DeOptions::new()).expect("from_slice"))
+    });
+    grp.bench_function("pikl_object_model", |b| b.iter(|| from_graph(&pikl::loads(black_box(&bytes)).expect("loads"))));
+    grp.bench_function("serde_pickle", |b| {
+        b.iter(|| serde_pickle::from_slice::<T>(black_box(&bytes), serde_pickle::DeOptions::new()).expect("from_slice"))
+    });
+    grp.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_shape(&mut c, "records", &records(150_000), |v| records_to_graph(v), records_from_graph);
+    bench_shape(&mut c, "ints", &ints(5_000_000), |v| ints_to_graph(v), ints_from_graph);
+    bench_shape(&mut c, "strs", &strs(2_000_000), |v| strs_to_graph(v), strs_from_graph);
+    c.final_summary();
+}

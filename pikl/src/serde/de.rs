@@ -1,0 +1,780 @@
+//! Drives serde visitors from a [`Tape`].
+//!
+//! Each value is visited where it is referenced, so a shared subtree is read once per
+//! reference. Errors carry the byte offset of the value that failed and the path to it, added
+//! as the error travels back out through sequences and maps.
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
+
+use super::error::{Error, Result};
+use super::tape::{Chain, ChainIter, Inst, Obj, Tape, V};
+
+/// The name [`super::bigint`] deserializes through: an int handed over as its two's complement
+/// bytes.
+pub(crate) const BIGINT_TOKEN: &str = "$pikl::private::BigInt";
+
+/// One value of a tape, as a serde `Deserializer`.
+#[derive(Clone, Copy)]
+pub(crate) struct Node<'t, 'de> {
+    pub(crate) tape: &'t Tape<'de>,
+    pub(crate) v: V<'de>,
+    pub(crate) depth: usize,
+}
+
+/// What a value is, for visiting.
+enum Kind<'t, 'de> {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Surrogatepass UTF-8, borrowed from the input or from the tape.
+    Str(Data<'t, 'de>),
+    Bytes(Data<'t, 'de>),
+    Long(Data<'t, 'de>),
+    List(&'t Chain),
+    Tuple(&'t Chain),
+    Set(&'t Chain),
+    Dict(&'t Chain),
+    Global(&'t (String, String)),
+    Instance(&'t Inst<'de>),
+    Unsupported(&'static str),
+}
+
+#[derive(Clone, Copy)]
+enum Data<'t, 'de> {
+    Input(&'de [u8]),
+    Tape(&'t [u8]),
+}
+
+impl Data<'_, '_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match *self {
+            Data::Input(b) => b,
+            Data::Tape(b) => b,
+        }
+    }
+}
+
+/// Two's complement little-endian bytes as an `i128`, when they fit.
+fn long_i128(b: &[u8]) -> Option<i128> {
+    if b.len() > 16 {
+        return None;
+    }
+    let neg = b.last().is_some_and(|&x| x & 0x80 != 0);
+    let mut buf = if neg { [0xFF; 16] } else { [0; 16] };
+    buf[..b.len()].copy_from_slice(b);
+    Some(i128::from_le_bytes(buf))
+}
+
+/// As a `u128`, when non-negative and it fits.
+fn long_u128(b: &[u8]) -> Option<u128> {
+    if b.last().is_some_and(|&x| x & 0x80 != 0) {
+        return None;
+    }
+    let b = match b.len() {
+        17 if b[16] == 0 => &b[..16],
+        n if n <= 16 => b,
+        _ => return None,
+    };
+    let mut buf = [0; 16];
+    buf[..b.len()].copy_from_slice(b);
+    Some(u128::from_le_bytes(buf))
+}
+
+/// The minimal two's complement bytes of `i`.
+pub(crate) fn i64_bytes(i: i64) -> Vec<u8> {
+    let b = i.to_le_bytes();
+    let mut n = 8;
+    while n > 1 && ((b[n - 1] == 0 && b[n - 2] & 0x80 == 0) || (b[n - 1] == 0xFF && b[n - 2] & 0x80 != 0)) {
+        n -= 1;
+    }
+    b[..n].to_vec()
+}
+
+impl<'t, 'de> Node<'t, 'de> {
+    #[inline]
+    fn kind(&self) -> Kind<'t, 'de> {
+        match self.v {
+            V::None(_) => Kind::None,
+            V::Bool(_, b) => Kind::Bool(b),
+            V::Int(_, i) => Kind::Int(i),
+            V::Float(_, f) => Kind::Float(f),
+            V::Str(_, b) => Kind::Str(Data::Input(b)),
+            V::Bytes(_, b) => Kind::Bytes(Data::Input(b)),
+            V::Long(_, b) => Kind::Long(Data::Input(b)),
+            V::Obj(_, i) => match self.tape.obj(i) {
+                Obj::List(c) => Kind::List(c),
+                Obj::Tuple(c) => Kind::Tuple(c),
+                Obj::Set(c) | Obj::FrozenSet(c) => Kind::Set(c),
+                Obj::Dict(c) => Kind::Dict(c),
+                Obj::Str(s, e) => Kind::Str(Data::Tape(self.tape.data(*s, *e))),
+                Obj::Bytes(s, e) => Kind::Bytes(Data::Tape(self.tape.data(*s, *e))),
+                Obj::Long(s, e) => Kind::Long(Data::Tape(self.tape.data(*s, *e))),
+                Obj::Global(g) => Kind::Global(g),
+                Obj::Instance(inst) => Kind::Instance(inst),
+                Obj::Unsupported(what) => Kind::Unsupported(what),
+            },
+        }
+    }
+
+    #[inline]
+    fn pos(&self) -> u64 {
+        self.v.pos()
+    }
+
+    #[inline]
+    fn at(&self, v: V<'de>) -> Node<'t, 'de> {
+        Node { tape: self.tape, v, depth: self.depth }
+    }
+
+    /// Python's name for the value's type, for messages.
+    fn type_desc(&self) -> String {
+        match self.kind() {
+            Kind::None => "None".into(),
+            Kind::Bool(_) => "bool".into(),
+            Kind::Int(_) | Kind::Long(_) => "int".into(),
+            Kind::Float(_) => "float".into(),
+            Kind::Str(_) => "str".into(),
+            Kind::Bytes(_) => "bytes".into(),
+            Kind::List(_) => "list".into(),
+            Kind::Tuple(_) => "tuple".into(),
+            Kind::Set(_) => "set".into(),
+            Kind::Dict(_) => "dict".into(),
+            Kind::Global(g) => format!("class {}.{}", g.0, g.1),
+            Kind::Instance(inst) => match self.at(inst.callable).kind() {
+                Kind::Global(g) => format!("instance of {}.{}", g.0, g.1),
+                _ => "instance".into(),
+            },
+            Kind::Unsupported(what) => what.into(),
+        }
+    }
+
+    #[cold]
+    fn invalid_type(&self, exp: &dyn de::Expected) -> Error {
+        let desc;
+        let kind = self.kind();
+        let unexp = match &kind {
+            Kind::None => Unexpected::Other("None"),
+            Kind::Bool(b) => Unexpected::Bool(*b),
+            Kind::Int(i) => Unexpected::Signed(*i),
+            Kind::Float(f) => Unexpected::Float(*f),
+            Kind::Str(d) => match std::str::from_utf8(d.bytes()) {
+                Ok(s) => Unexpected::Str(s),
+                Err(_) => Unexpected::Other("str"),
+            },
+            Kind::Bytes(d) => Unexpected::Bytes(d.bytes()),
+            _ => {
+                desc = self.type_desc();
+                Unexpected::Other(&desc)
+            }
+        };
+        <Error as de::Error>::invalid_type(unexp, exp).at(self.pos())
+    }
+
+    #[cold]
+    fn error(&self, msg: impl Into<String>) -> Error {
+        Error::de(msg).at(self.pos())
+    }
+
+    /// One level deeper, or an error past the limit.
+    #[inline]
+    fn deeper(&self) -> Result<usize> {
+        let d = self.depth + 1;
+        if d > self.tape.max_depth {
+            return Err(self.error(format!(
+                "containers nested deeper than {} levels (or a self-referencing value)",
+                self.tape.max_depth
+            )));
+        }
+        Ok(d)
+    }
+
+    fn seq(&self, chain: &Chain) -> Result<SeqAcc<'t, 'de>> {
+        Ok(SeqAcc { tape: self.tape, iter: self.tape.iter(chain), index: 0, depth: self.deeper()? })
+    }
+
+    fn map(&self, first: &Chain, second: Option<&Chain>) -> Result<MapAcc<'t, 'de>> {
+        Ok(MapAcc {
+            tape: self.tape,
+            iter: self.tape.iter(first),
+            then: match second {
+                Some(c) => self.tape.iter(c),
+                None => ChainIter::empty(),
+            },
+            key: None,
+            value: None,
+            depth: self.deeper()?,
+        })
+    }
+
+    /// A str as UTF-8 text.
+    #[inline]
+    fn text<'a>(&self, d: &'a [u8]) -> Result<&'a str> {
+        std::str::from_utf8(d).map_err(|_| self.error("str holds lone surrogates, which a Rust string cannot"))
+    }
+
+    fn visit_str<V2: Visitor<'de>>(&self, d: Data<'t, 'de>, visitor: V2) -> Result<V2::Value> {
+        match d {
+            Data::Input(b) => visitor.visit_borrowed_str(self.text(b)?),
+            Data::Tape(b) => visitor.visit_str(self.text(b)?),
+        }
+    }
+
+    fn visit_bytes<V2: Visitor<'de>>(&self, d: Data<'t, 'de>, visitor: V2) -> Result<V2::Value> {
+        match d {
+            Data::Input(b) => visitor.visit_borrowed_bytes(b),
+            Data::Tape(b) => visitor.visit_bytes(b),
+        }
+    }
+
+    /// The map a BUILD state is read as: a dict, or a slots state `(dict or None, slots)`.
+    fn state_map(&self, state: V<'de>) -> Option<(&'t Chain, Option<&'t Chain>)> {
+        let dict_of = |v: V<'de>| match self.at(v).kind() {
+            Kind::Dict(c) => Some(c),
+            _ => None,
+        };
+        match self.at(state).kind() {
+            Kind::Dict(c) => Some((c, None)),
+            Kind::Tuple(c) if c.total == 2 => {
+                let mut it = self.tape.iter(c);
+                let (a, b) = (it.next()?, it.next()?);
+                let slots = dict_of(b)?;
+                match a {
+                    V::None(_) => Some((slots, None)),
+                    _ => Some((dict_of(a)?, Some(slots))),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The map an instance is read as: its dict state (with a slots state's dict after it), or
+    /// the items SETITEMS gave it, or nothing for a bare instance.
+    fn instance_map(&self, inst: &'t Inst<'de>) -> Option<(&'t Chain, Option<&'t Chain>)> {
+        match inst.state {
+            Some(state) => self.state_map(state),
+            None if inst.dict.total > 0 => Some((&inst.dict, None)),
+            None if inst.list.total == 0 && self.args(inst).is_none_or(|c| c.total == 0) => Some((&inst.dict, None)),
+            None => None,
+        }
+    }
+
+    fn args(&self, inst: &'t Inst<'de>) -> Option<&'t Chain> {
+        match self.at(inst.args).kind() {
+            Kind::Tuple(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// An instance, read as its state (a dict, a slots pair, or anything else read as itself),
+    /// else its dict items, list items or construction arguments (a namedtuple's fields).
+    fn visit_instance<V2: Visitor<'de>>(&self, inst: &'t Inst<'de>, visitor: V2) -> Result<V2::Value> {
+        if let Some((a, b)) = self.instance_map(inst) {
+            return visitor.visit_map(self.map(a, b)?).map_err(|e: Error| e.at(self.pos()));
+        }
+        if let Some(state) = inst.state {
+            let node = Node { tape: self.tape, v: state, depth: self.deeper()? };
+            return de::Deserializer::deserialize_any(node, visitor);
+        }
+        if inst.list.total > 0 {
+            return visitor.visit_seq(self.seq(&inst.list)?).map_err(|e: Error| e.at(self.pos()));
+        }
+        match self.args(inst) {
+            Some(c) => visitor.visit_seq(self.seq(c)?).map_err(|e: Error| e.at(self.pos())),
+            None => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    fn visit_int<V2: Visitor<'de>>(&self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Int(i) => visitor.visit_i64(i),
+            Kind::Bool(b) => visitor.visit_bool(b),
+            Kind::Long(d) => {
+                let b = d.bytes();
+                if let Some(u) = long_u128(b).and_then(|u| u64::try_from(u).ok()) {
+                    visitor.visit_u64(u)
+                } else if let Some(i) = long_i128(b) {
+                    visitor.visit_i128(i)
+                } else if let Some(u) = long_u128(b) {
+                    visitor.visit_u128(u)
+                } else {
+                    return Err(self.error(format!(
+                        "int of {} bytes does not fit in 128 bits (read it with pikl::serde::bigint)",
+                        b.len()
+                    )));
+                }
+            }
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    fn visit_128<V2: Visitor<'de>>(&self, visitor: V2, signed: bool) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Int(i) => {
+                if signed {
+                    visitor.visit_i128(i as i128)
+                } else {
+                    visitor.visit_i64(i)
+                }
+            }
+            Kind::Long(d) => {
+                let b = d.bytes();
+                if signed {
+                    match long_i128(b) {
+                        Some(i) => visitor.visit_i128(i),
+                        None => return Err(self.error("int does not fit in an i128")),
+                    }
+                } else {
+                    match long_u128(b) {
+                        Some(u) => visitor.visit_u128(u),
+                        None if long_i128(b).is_some() => visitor.visit_i128(long_i128(b).expect("checked")),
+                        None => return Err(self.error("int does not fit in a u128")),
+                    }
+                }
+            }
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    fn visit_float<V2: Visitor<'de>>(&self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Float(f) => visitor.visit_f64(f),
+            Kind::Int(i) => visitor.visit_f64(i as f64),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+}
+
+macro_rules! int_methods {
+    ($($m:ident)*) => {
+        $(
+            #[inline]
+            fn $m<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+                match self.v {
+                    V::Int(_, i) => visitor.visit_i64(i).map_err(|e: Error| e.at(self.pos())),
+                    _ => self.visit_int(visitor),
+                }
+            }
+        )*
+    };
+}
+
+impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
+    type Error = Error;
+
+    fn deserialize_any<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        let pos = self.pos();
+        let r = match self.kind() {
+            Kind::None => visitor.visit_unit(),
+            Kind::Bool(b) => visitor.visit_bool(b),
+            Kind::Int(i) => visitor.visit_i64(i),
+            Kind::Float(f) => visitor.visit_f64(f),
+            Kind::Long(_) => return self.visit_int(visitor),
+            Kind::Str(d) => return self.visit_str(d, visitor).map_err(|e: Error| e.at(pos)),
+            Kind::Bytes(d) => return self.visit_bytes(d, visitor).map_err(|e: Error| e.at(pos)),
+            Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::Dict(c) => visitor.visit_map(self.map(c, None)?),
+            Kind::Instance(inst) => return self.visit_instance(inst, visitor),
+            Kind::Global(_) | Kind::Unsupported(_) => {
+                return Err(self.error(format!("a {} has no serde mapping", self.type_desc())))
+            }
+        };
+        r.map_err(|e: Error| e.at(pos))
+    }
+
+    fn deserialize_bool<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        match self.kind() {
+            Kind::Bool(b) => visitor.visit_bool(b).map_err(|e: Error| e.at(self.pos())),
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    int_methods!(deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+                 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64);
+
+    fn deserialize_i128<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        self.visit_128(visitor, true)
+    }
+
+    fn deserialize_u128<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        self.visit_128(visitor, false)
+    }
+
+    #[inline]
+    fn deserialize_f32<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        self.visit_float(visitor)
+    }
+
+    #[inline]
+    fn deserialize_f64<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        match self.v {
+            V::Float(_, f) => visitor.visit_f64(f).map_err(|e: Error| e.at(self.pos())),
+            _ => self.visit_float(visitor),
+        }
+    }
+
+    fn deserialize_char<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    #[inline]
+    fn deserialize_str<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Str(d) => self.visit_str(d, visitor),
+            Kind::Bytes(d) => self.visit_bytes(d, visitor),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    #[inline]
+    fn deserialize_string<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bytes<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Bytes(d) => self.visit_bytes(d, visitor),
+            Kind::Str(d) => self.visit_str(d, visitor),
+            Kind::List(c) | Kind::Tuple(c) => visitor.visit_seq(self.seq(c)?),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    fn deserialize_byte_buf<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        self.deserialize_bytes(visitor)
+    }
+
+    #[inline]
+    fn deserialize_option<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        match self.v {
+            V::None(_) => visitor.visit_none().map_err(|e: Error| e.at(self.pos())),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        match self.kind() {
+            Kind::None => visitor.visit_unit().map_err(|e: Error| e.at(self.pos())),
+            Kind::Tuple(c) if c.total == 0 => visitor.visit_unit().map_err(|e: Error| e.at(self.pos())),
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    fn deserialize_unit_struct<V2: Visitor<'de>>(self, _name: &'static str, visitor: V2) -> Result<V2::Value> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V2: Visitor<'de>>(self, name: &'static str, visitor: V2) -> Result<V2::Value> {
+        if name == BIGINT_TOKEN {
+            let r = match self.kind() {
+                Kind::Int(i) => visitor.visit_byte_buf(i64_bytes(i)),
+                Kind::Bool(b) => visitor.visit_byte_buf(vec![b as u8]),
+                Kind::Long(d) => self.visit_bytes(d, visitor),
+                _ => return Err(self.invalid_type(&visitor)),
+            };
+            return r.map_err(|e: Error| e.at(self.pos()));
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    #[inline]
+    fn deserialize_seq<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::Bytes(d) => visitor.visit_seq(ByteSeq { data: d.bytes(), index: 0 }),
+            Kind::Instance(inst) if inst.list.total > 0 => visitor.visit_seq(self.seq(&inst.list)?),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    fn deserialize_tuple<V2: Visitor<'de>>(self, _len: usize, visitor: V2) -> Result<V2::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V2: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V2,
+    ) -> Result<V2::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Dict(c) => visitor.visit_map(self.map(c, None)?),
+            Kind::Instance(inst) => match self.instance_map(inst) {
+                Some((a, b)) => visitor.visit_map(self.map(a, b)?),
+                None => return Err(self.invalid_type(&visitor)),
+            },
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    #[inline]
+    fn deserialize_struct<V2: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V2,
+    ) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Dict(c) => visitor.visit_map(self.map(c, None)?),
+            Kind::List(c) | Kind::Tuple(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::Instance(inst) => return self.visit_instance(inst, visitor),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    fn deserialize_enum<V2: Visitor<'de>>(
+        self,
+        name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V2,
+    ) -> Result<V2::Value> {
+        let depth = self.deeper()?;
+        let (variant, payload) = match self.kind() {
+            Kind::Str(_) | Kind::Int(_) => (self.v, None),
+            Kind::Dict(c) if c.total == 2 => {
+                let mut it = self.tape.iter(c);
+                (it.next().expect("two items"), it.next())
+            }
+            Kind::Tuple(c) if c.total == 1 || c.total == 2 => {
+                let mut it = self.tape.iter(c);
+                (it.next().expect("an item"), it.next())
+            }
+            _ => {
+                return Err(self.error(format!(
+                    "expected enum {name}: a str (unit variant) or a one-item dict {{variant: payload}}, found {}",
+                    self.type_desc()
+                )))
+            }
+        };
+        let acc = EnumAcc { tape: self.tape, variant, payload, depth, pos: self.pos() };
+        visitor.visit_enum(acc).map_err(|e: Error| e.at(self.pos()))
+    }
+
+    #[inline]
+    fn deserialize_identifier<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Str(d) => self.visit_str(d, visitor),
+            Kind::Bytes(d) => self.visit_bytes(d, visitor),
+            Kind::Int(i) if i >= 0 => visitor.visit_u64(i as u64),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    #[inline]
+    fn deserialize_ignored_any<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        visitor.visit_unit()
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+}
+
+/// A list, tuple or set.
+pub(crate) struct SeqAcc<'t, 'de> {
+    tape: &'t Tape<'de>,
+    iter: ChainIter<'t, 'de>,
+    index: usize,
+    depth: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for SeqAcc<'_, 'de> {
+    type Error = Error;
+
+    #[inline]
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        match self.iter.next() {
+            None => Ok(None),
+            Some(v) => {
+                let i = self.index;
+                self.index += 1;
+                let node = Node { tape: self.tape, v, depth: self.depth };
+                seed.deserialize(node).map(Some).map_err(|e| e.index(i))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.remaining())
+    }
+}
+
+/// A bytes read as a sequence of ints (`Vec<u8>` without `serde_bytes`).
+struct ByteSeq<'a> {
+    data: &'a [u8],
+    index: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for ByteSeq<'_> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        let Some(&b) = self.data.get(self.index) else { return Ok(None) };
+        let i = self.index;
+        self.index += 1;
+        seed.deserialize(b.into_deserializer()).map(Some).map_err(|e: Error| e.index(i))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.data.len() - self.index)
+    }
+}
+
+/// A dict's items (key, value, key, value...), then a second run (a slots state's).
+pub(crate) struct MapAcc<'t, 'de> {
+    tape: &'t Tape<'de>,
+    iter: ChainIter<'t, 'de>,
+    then: ChainIter<'t, 'de>,
+    key: Option<V<'de>>,
+    value: Option<V<'de>>,
+    depth: usize,
+}
+
+impl<'t, 'de> MapAcc<'t, 'de> {
+    /// The path segment naming the entry of `key`.
+    #[cold]
+    fn segment(&self, key: Option<V<'de>>) -> String {
+        let Some(key) = key else { return String::new() };
+        let node = Node { tape: self.tape, v: key, depth: 0 };
+        match node.kind() {
+            Kind::Str(d) => {
+                let s = String::from_utf8_lossy(d.bytes());
+                let ident = s.chars().next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                    && s.chars().all(|c| c == '_' || c.is_alphanumeric());
+                if ident {
+                    format!(".{s}")
+                } else {
+                    format!("[{s:?}]")
+                }
+            }
+            Kind::Int(i) => format!("[{i}]"),
+            Kind::Bool(b) => format!("[{}]", if b { "True" } else { "False" }),
+            Kind::None => "[None]".into(),
+            Kind::Float(f) => format!("[{f}]"),
+            _ => format!("[<{} key>]", node.type_desc()),
+        }
+    }
+}
+
+impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
+    type Error = Error;
+
+    #[inline]
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
+        let k = match self.iter.next() {
+            Some(k) => k,
+            None => {
+                std::mem::swap(&mut self.iter, &mut self.then);
+                match self.iter.next() {
+                    Some(k) => k,
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.value = self.iter.next();
+        self.key = Some(k);
+        let node = Node { tape: self.tape, v: k, depth: self.depth };
+        match seed.deserialize(node) {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => Err(e.segment(self.segment(Some(k)))),
+        }
+    }
+
+    #[inline]
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value> {
+        let Some(v) = self.value.take() else {
+            return Err(Error::de("a dict value was requested before its key"));
+        };
+        let node = Node { tape: self.tape, v, depth: self.depth };
+        seed.deserialize(node).map_err(|e| e.segment(self.segment(self.key)))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some((self.iter.remaining() + self.then.remaining()) / 2)
+    }
+}
+
+/// An enum: a variant name, with or without a payload.
+struct EnumAcc<'t, 'de> {
+    tape: &'t Tape<'de>,
+    variant: V<'de>,
+    payload: Option<V<'de>>,
+    depth: usize,
+    pos: u64,
+}
+
+impl<'t, 'de> de::EnumAccess<'de> for EnumAcc<'t, 'de> {
+    type Error = Error;
+    type Variant = VariantAcc<'t, 'de>;
+
+    fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self::Variant)> {
+        let node = Node { tape: self.tape, v: self.variant, depth: self.depth };
+        let name = seed.deserialize(node)?;
+        let payload = self.payload.map(|v| Node { tape: self.tape, v, depth: self.depth });
+        Ok((name, VariantAcc { payload, pos: self.pos, variant: node }))
+    }
+}
+
+struct VariantAcc<'t, 'de> {
+    payload: Option<Node<'t, 'de>>,
+    variant: Node<'t, 'de>,
+    pos: u64,
+}
+
+impl<'t, 'de> VariantAcc<'t, 'de> {
+    fn segment(&self) -> String {
+        match self.variant.kind() {
+            Kind::Str(d) => format!(".{}", String::from_utf8_lossy(d.bytes())),
+            _ => String::new(),
+        }
+    }
+
+    fn payload(&self, what: &str) -> Result<Node<'t, 'de>> {
+        self.payload
+            .ok_or_else(|| Error::de(format!("{what} variant needs a payload: {{variant: payload}}")).at(self.pos))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for VariantAcc<'_, 'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<()> {
+        match self.payload {
+            None => Ok(()),
+            Some(p) => match p.kind() {
+                Kind::None => Ok(()),
+                Kind::Tuple(c) if c.total == 0 => Ok(()),
+                _ => Err(p.error(format!("a unit variant takes no payload, found {}", p.type_desc()))),
+            },
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value> {
+        let p = self.payload("a newtype")?;
+        seed.deserialize(p).map_err(|e| e.segment(self.segment()))
+    }
+
+    fn tuple_variant<V2: Visitor<'de>>(self, len: usize, visitor: V2) -> Result<V2::Value> {
+        let p = self.payload("a tuple")?;
+        de::Deserializer::deserialize_tuple(p, len, visitor).map_err(|e| e.segment(self.segment()))
+    }
+
+    fn struct_variant<V2: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V2) -> Result<V2::Value> {
+        let p = self.payload("a struct")?;
+        de::Deserializer::deserialize_struct(p, "", fields, visitor).map_err(|e| e.segment(self.segment()))
+    }
+}
