@@ -3,6 +3,7 @@
 mod convert;
 mod dis;
 mod input;
+mod json;
 mod optimize;
 mod show;
 
@@ -35,6 +36,12 @@ enum Command {
     /// Remove unused PUT opcodes, byte for byte as `pickletools.optimize`.
     #[command(after_help = optimize::AFTER_HELP)]
     Optimize(optimize::Args),
+    /// Write each pickle of the stream as one line of JSON (see docs/json-mapping.md).
+    #[command(after_help = json::JSON_AFTER_HELP)]
+    Json(json::Args),
+    /// Write the pickles that JSON documents (as `pikl json` writes them) describe.
+    #[command(after_help = json::FROM_JSON_AFTER_HELP)]
+    FromJson(json::FromArgs),
 }
 
 /// How a run ended, mapped to the exit status: 0 success, 1 bad data, 2 usage.
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Dis(args) => dis::run(args),
         Command::Optimize(args) => optimize::run(args),
+        Command::Json(args) => json::run(args),
+        Command::FromJson(args) => json::run_from(args),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod compat;
 pub mod dis;
 pub mod error;
 mod frame_writer;
+pub mod json;
 pub mod opcodes;
 pub mod ops;
 pub mod optimize;
