@@ -4,8 +4,10 @@
     compare.py --data target/bench-data --bench-once target/release/examples/bench_once \
                --pikl target/release/pikl [--json OUT.json] [--criterion target/criterion] [--quick]
 
-In-process timings (best of N repeats, each repeat looping until it takes >= 0.2 s, as timeit's
-autorange does; the huge files run one call per repeat):
+In-process timings are CPU time of the process (user + system: time.process_time here,
+CLOCK_PROCESS_CPUTIME_ID in bench_once), so other jobs sharing the cores do not inflate them. Each
+is the best of N repeats (default 15 for the small files, each repeat looping until it takes
+>= 0.05 s; 3 repeats of one call for the large files).
   CPython  pickle.loads(data) / pickle.dumps(obj, P), in this interpreter (C accelerator
            `_pickle`), timeit's default of the cyclic GC off while timing
   pikl     pikl::loads(&data) (strs and bytes borrow from the input) / pikl::dumps(graph, root, P),
@@ -13,7 +15,8 @@ autorange does; the huge files run one call per repeat):
   serde    serde_pickle::value_from_slice / value_to_vec (which always writes protocol 3)
   memcpy   data.to_vec(): copying the input once into a fresh allocation
 Whole process: `pikl convert --protocol 5 F -o /dev/null` and the same in python3, each under
-/usr/bin/time -v for peak RSS; wall time measured around the process, best of 3.
+/usr/bin/time -v for peak RSS and CPU time (user + system); wall time measured around the
+process; best of 3 of each.
 """
 
 import argparse
@@ -53,7 +56,7 @@ def files(data_dir, cases=None):
 
 
 def py_time(fn, repeat, min_time):
-    t = timeit.Timer(fn)
+    t = timeit.Timer(fn, timer=time.process_time)
     loops = 1
     i = 0
     first = t.timeit(loops)
@@ -78,15 +81,16 @@ def rust_time(bench_once, impl, op, path, repeat, min_time):
 
 
 def time_v(cmd):
-    """Runs cmd under /usr/bin/time -v: (wall seconds, peak RSS bytes, exit code)."""
+    """Runs cmd under /usr/bin/time -v: (wall seconds, peak RSS bytes, exit code, CPU seconds)."""
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rss = int(m.group(1)) * 1024 if m else None
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
     if proc.returncode != 0:
-        sys.stderr.write("command failed: %s\n%s\n" % (" ".join(cmd), proc.stderr[-2000:]))
-    return wall, rss, proc.returncode
+        sys.stderr.write("command failed: %s\n%s\n" % (" ".join(cmd), proc.stderr.strip().splitlines()[0]))
+    return wall, rss, proc.returncode, cpu
 
 
 def fmt_t(s):
@@ -172,7 +176,11 @@ def run_process(args, flist):
             if not ok:
                 row[key] = {"error": "exit %d" % results[0][2]}
                 continue
-            row[key] = {"wall_s": min(r[0] for r in ok), "rss": min(r[1] for r in ok if r[1] is not None)}
+            row[key] = {
+                "wall_s": min(r[0] for r in ok),
+                "cpu_s": min(r[3] for r in ok),
+                "rss": min(r[1] for r in ok if r[1] is not None),
+            }
         rows.append(row)
         sys.stderr.write(
             "%-18s convert pikl %-9s %s | python %-9s %s\n"
@@ -206,7 +214,7 @@ def read_criterion(root):
 
 def markdown(inproc, proc, crit):
     lines = []
-    lines.append("### loads and dumps, in process (best time per call)")
+    lines.append("### loads and dumps, in process (best CPU time per call)")
     lines.append("")
     lines.append(
         "Speedup columns are CPython's time over pikl's (or serde-pickle's): above 1 is faster than "
@@ -260,30 +268,34 @@ def markdown(inproc, proc, crit):
             lines.append("- " + n)
     if proc:
         lines.append("")
-        lines.append("### Whole process: convert to protocol 5 (best of 3 wall time; peak RSS)")
+        lines.append("### Whole process: convert to protocol 5 (best of 3; peak RSS)")
         lines.append("")
         lines.append(
             "`pikl convert --protocol 5 F -o /dev/null` (reads through `BufRead`) against "
             "`python3 -c 'import pickle,sys; pickle.dump(pickle.load(open(F,\"rb\")), open(\"/dev/null\",\"wb\"), 5)'`; "
-            "both include process start-up (python3's is about 15 ms)."
+            "both include process start-up (python3's is about 15 ms). *cpu* is user + system time."
         )
         lines.append("")
-        lines.append("| file | size | pikl | python3 | pikl × | pikl peak RSS | ÷ size | python3 peak RSS | ÷ size |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append(
+            "| file | size | pikl wall | python3 wall | pikl × | pikl cpu | python3 cpu | pikl × "
+            "| pikl peak RSS | ÷ size | python3 peak RSS | ÷ size |"
+        )
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in proc:
             pk, cp = r["pikl"], r["cpython"]
             lines.append(
-                "| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
                 % (
                     r["file"], fmt_size(r["size"]),
                     fmt_t(pk.get("wall_s")), fmt_t(cp.get("wall_s")), ratio(cp.get("wall_s"), pk.get("wall_s")),
+                    fmt_t(pk.get("cpu_s")), fmt_t(cp.get("cpu_s")), ratio(cp.get("cpu_s"), pk.get("cpu_s")),
                     fmt_size(pk.get("rss") or 0), "%.2f" % ((pk.get("rss") or 0) / r["size"]),
                     fmt_size(cp.get("rss") or 0), "%.2f" % ((cp.get("rss") or 0) / r["size"]),
                 )
             )
     if crit:
         lines.append("")
-        lines.append("### criterion (`cargo bench -p pikl --bench loads_dumps`, median per call)")
+        lines.append("### criterion (`cargo bench -p pikl --bench loads_dumps`, median CPU time per call)")
         lines.append("")
         lines.append("| case | loads pikl | loads serde-pickle | dumps pikl | dumps serde-pickle |")
         lines.append("|---|---:|---:|---:|---:|")
@@ -305,8 +317,8 @@ def main():
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--md", help="write the Markdown tables here (default: stdout)")
     ap.add_argument("--criterion", help="criterion's output directory (target/criterion) for a table of its medians")
-    ap.add_argument("--repeat", type=int, default=5, help="repeats for the small files (large: 3)")
-    ap.add_argument("--min-time", type=float, default=0.2, help="seconds per repeat for the small files")
+    ap.add_argument("--repeat", type=int, default=15, help="repeats for the small files (large: 3)")
+    ap.add_argument("--min-time", type=float, default=0.05, help="CPU seconds per repeat for the small files")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     ap.add_argument("--no-process", action="store_true", help="skip the whole-process measurements")
     ap.add_argument("--case", action="append", help="only these cases (repeatable)")
