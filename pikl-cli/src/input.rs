@@ -17,11 +17,14 @@ pub struct Input {
 pub fn open(path: Option<&str>) -> Result<Input, Failure> {
     match path {
         None | Some("-") => {
-            Ok(Input { name: "<stdin>".into(), reader: Box::new(BufReader::with_capacity(1 << 16, io::stdin())) })
+            let reader = Box::new(BufReader::with_capacity(1 << 16, io::stdin()));
+            Ok(Input { name: "<stdin>".into(), reader: crate::progress::wrap(reader, "<stdin>", None) })
         }
         Some(p) => {
             let f = File::open(p).map_err(|e| Failure::BadData(format!("{p}: {e}")))?;
-            Ok(Input { name: p.to_owned(), reader: Box::new(BufReader::with_capacity(1 << 16, f)) })
+            let total = f.metadata().ok().map(|m| m.len());
+            let reader = Box::new(BufReader::with_capacity(1 << 16, f));
+            Ok(Input { name: p.to_owned(), reader: crate::progress::wrap(reader, p, total) })
         }
     }
 }

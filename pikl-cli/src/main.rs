@@ -5,6 +5,7 @@ mod dis;
 mod input;
 mod json;
 mod optimize;
+mod progress;
 mod show;
 
 use std::io;
