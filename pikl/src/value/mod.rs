@@ -455,7 +455,6 @@ impl<'a> Graph<'a> {
     }
 }
 
-
 /// Calls `f` on every value an object holds.
 fn for_each_child_mut(obj: &mut Object<'_>, mut f: impl FnMut(&mut Value)) {
     match obj {
