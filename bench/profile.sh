@@ -35,12 +35,18 @@ trap 'rm -f "$PERF"' EXIT
         echo "## self time (perf record, cpu-clock sampling)"
         perf record -q -F 1999 -o "$PERF" "$BIN" pikl "$OP" "$FILE" --repeat 1 --min-time "$SECS" >/dev/null 2>&1
         perf report -i "$PERF" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null \
-            | grep -v '^#' | grep -v '^$' | head -30
+            | grep -v '^#' | grep -v '^$' | sed 's/  *- *- *$//' | head -30
         echo "## inclusive time (perf record --call-graph dwarf)"
         perf record -q -F 499 --call-graph dwarf,16384 -o "$PERF" "$BIN" pikl "$OP" "$FILE" --repeat 1 \
             --min-time "$SECS" >/dev/null 2>&1
+        # Runtime and harness frames (main, lang_start, closures of bench_once) are left out.
         perf report -i "$PERF" --children --sort symbol --percent-limit 3 --stdio -g none 2>/dev/null \
-            | grep -v '^#' | grep -v '^$' | head -40
+            | grep -v '^#' | grep -v '^$' \
+            | grep -Ev 'lang_start|catch_unwind|_start|[^:]main|bench_once|call_once|backtrace|core::ops::function' \
+            | sed 's/  *- *- *$//' | head -30
+        echo "## hottest source lines (self time)"
+        perf report -i "$PERF" --no-children --sort srcline --percent-limit 1.5 --stdio -g none 2>/dev/null \
+            | grep -v '^#' | grep -v '^$' | head -20
     else
         echo "## callgrind (perf unavailable)"
         CG=/tmp/pikl-cg-$$.out
