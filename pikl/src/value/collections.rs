@@ -5,13 +5,13 @@ use hashbrown::HashTable;
 use super::{Graph, Value};
 
 /// Up to this many entries, lookups scan instead of hashing.
-const LINEAR_MAX: usize = 8;
+const LINEAR_MAX: usize = 16;
 
 /// The hash index of a dict or set: (hash, entry position) pairs.
 type Index = Box<HashTable<(u64, u32)>>;
 
-fn build_index(hashes: impl Iterator<Item = u64>) -> Index {
-    let mut t = HashTable::new();
+fn build_index(hashes: impl Iterator<Item = u64>, capacity: usize) -> Index {
+    let mut t = HashTable::with_capacity(capacity);
     for (i, h) in hashes.enumerate() {
         t.insert_unique(h, (h, i as u32), |e| e.0);
     }
@@ -88,6 +88,9 @@ impl Dict {
 
     pub(crate) fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
+        if let Some(index) = &mut self.index {
+            index.reserve(n, |e| e.0);
+        }
     }
 
     /// Inserts without hashing while the dict is small enough to scan; `key` must be hashable.
@@ -116,7 +119,7 @@ impl Dict {
             }
             None if self.entries.len() > LINEAR_MAX => {
                 let hashes = self.entries[..pos as usize].iter().map(|&(k, _)| graph.hash(k).unwrap_or(0));
-                let mut index = build_index(hashes);
+                let mut index = build_index(hashes, self.entries.capacity());
                 index.insert_unique(h, (h, pos), |e| e.0);
                 self.index = Some(index);
             }
@@ -179,7 +182,7 @@ impl Set {
             }
             None if self.items.len() > LINEAR_MAX => {
                 let hashes = self.items[..pos as usize].iter().map(|&k| graph.hash(k).unwrap_or(0));
-                let mut index = build_index(hashes);
+                let mut index = build_index(hashes, self.items.capacity());
                 index.insert_unique(h, (h, pos), |e| e.0);
                 self.index = Some(index);
             }
