@@ -20,6 +20,9 @@ use crate::value::{Construct, Graph, Instance, Object, PickleBuffer, PyStr, Valu
 /// The protocol used when none is given, as the seed documents (Python 2's default).
 pub const DEFAULT_PROTOCOL: u8 = 0;
 
+/// How often one object may be re-entered while its reduction is being written.
+const MAX_REENTRY: u32 = 32;
+
 /// Items per APPENDS / SETITEMS / ADDITEMS batch.
 const BATCH: usize = 1000;
 
@@ -133,7 +136,7 @@ pub struct Pickler<'h, W: Write> {
     extensions: HashMap<(String, String), u32>,
     extension_names: HashMap<u32, (String, String)>,
     /// Instances whose reduction is being written (not yet memoized).
-    reducing: std::collections::HashSet<u32>,
+    reducing: HashMap<u32, u32>,
 }
 
 /// One step of the iterative save.
@@ -409,7 +412,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::DefaultEnd { key, inst, list, dict } => {
                     if let Key::Obj(id) = key {
-                        self.reducing.remove(&id);
+                        if let Some(n) = self.reducing.get_mut(&id) {
+                            *n -= 1;
+                        }
                     }
                     if self.memo.get(&key).is_some() {
                         self.out.write_byte(Op::Pop as u8);
@@ -491,7 +496,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::ReduceEnd { key, inst, list, dict } => {
                     if let Key::Obj(id) = key {
-                        self.reducing.remove(&id);
+                        if let Some(n) = self.reducing.get_mut(&id) {
+                            *n -= 1;
+                        }
                     }
                     if self.memo.get(&key).is_some() {
                         self.out.write_byte(Op::Pop as u8);
@@ -1116,11 +1123,15 @@ impl<'h, W: Write> Pickler<'h, W> {
             return Err(Error::pickling("an instance built with ADDITEMS cannot be re-pickled"));
         }
         // An object reached again while its own reduction is being written, before it could be
-        // memoized, would be written forever: CPython raises RecursionError there.
+        // memoized, is written again inside it (as CPython does; an instance in between usually
+        // ends it). One that keeps coming back would be written forever: CPython raises
+        // RecursionError there.
         let Key::Obj(id) = key else { unreachable!("instances are keyed by identity") };
-        if !self.reducing.insert(id) {
+        let depth = self.reducing.entry(id).or_insert(0);
+        *depth += 1;
+        if *depth > MAX_REENTRY {
             return Err(Error::pickling(format!(
-                "recursive object: {} refers to itself through its reduction arguments, which cannot be written at protocol {}",
+                "recursive object: {} contains itself through its reduction arguments, which cannot be written at protocol {}",
                 g.view(inst.callable),
                 self.proto
             )));
