@@ -372,7 +372,7 @@ fn errors_name_the_field_path_and_the_byte_offset() {
     let m: BTreeMap<String, String> = [("a key".to_string(), "v".to_string())].into_iter().collect();
     let bytes = pikl::to_vec(&m, SerOptions::new()).expect("to_vec");
     let err = pikl::from_slice::<BTreeMap<String, i32>>(&bytes, DeOptions::new()).unwrap_err();
-    assert!(err.message().starts_with("[\"a key\"]: invalid type"), "{err}");
+    assert!(err.message().starts_with("['a key']: invalid type"), "{err}");
     // Serialization errors name the path too.
     struct Fails;
     impl Serialize for Fails {
@@ -387,6 +387,10 @@ fn errors_name_the_field_path_and_the_byte_offset() {
     let err = pikl::to_vec(&Holder { items: vec![Fails] }, SerOptions::new()).unwrap_err();
     assert!(err.is_pickling());
     assert_eq!(err.message(), "items[0]: refused");
+    let err = pikl::to_vec(&BTreeMap::from([("a key", vec![Fails])]), SerOptions::new()).unwrap_err();
+    assert_eq!(err.message(), "['a key'][0]: refused");
+    let err = pikl::to_vec(&BTreeMap::from([(7, BTreeMap::from([("k", Fails)]))]), SerOptions::new()).unwrap_err();
+    assert_eq!(err.message(), "[7].k: refused");
     // A map key that Python could not hash.
     let err = pikl::to_vec(&BTreeMap::from([(BTreeMap::from([(1, 2)]), 3)]), SerOptions::new()).unwrap_err();
     assert!(err.message().contains("unhashable type: 'dict'"), "{err}");

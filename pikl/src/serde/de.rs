@@ -6,8 +6,10 @@
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
+use crate::opcodes::Opcode;
+
 use super::error::{Error, Result};
-use super::tape::{Chain, ChainIter, Inst, Obj, Tape, V};
+use super::tape::{scalar, Chain, ChainIter, Inst, Item, Obj, Scalar, Tape, OBJ};
 
 /// The name [`super::bigint`] deserializes through: an int handed over as its two's complement
 /// bytes.
@@ -16,8 +18,10 @@ pub(crate) const BIGINT_TOKEN: &str = "$pikl::private::BigInt";
 /// One value of a tape, as a serde `Deserializer`.
 #[derive(Clone, Copy)]
 pub(crate) struct Node<'t, 'de> {
-    pub(crate) tape: &'t Tape<'de>,
-    pub(crate) v: V<'de>,
+    pub(crate) tape: &'t Tape,
+    /// The bytes the tape's offsets point into.
+    pub(crate) input: &'de [u8],
+    pub(crate) v: Item,
     pub(crate) depth: usize,
 }
 
@@ -36,7 +40,7 @@ enum Kind<'t, 'de> {
     Set(&'t Chain),
     Dict(&'t Chain),
     Global(&'t (String, String)),
-    Instance(&'t Inst<'de>),
+    Instance(&'t Inst),
     Unsupported(&'static str),
 }
 
@@ -95,37 +99,68 @@ pub(crate) fn i64_bytes(i: i64) -> Vec<u8> {
 impl<'t, 'de> Node<'t, 'de> {
     #[inline]
     fn kind(&self) -> Kind<'t, 'de> {
-        match self.v {
-            V::None(_) => Kind::None,
-            V::Bool(_, b) => Kind::Bool(b),
-            V::Int(_, i) => Kind::Int(i),
-            V::Float(_, f) => Kind::Float(f),
-            V::Str(_, b) => Kind::Str(Data::Input(b)),
-            V::Bytes(_, b) => Kind::Bytes(Data::Input(b)),
-            V::Long(_, b) => Kind::Long(Data::Input(b)),
-            V::Obj(_, i) => match self.tape.obj(i) {
-                Obj::List(c) => Kind::List(c),
-                Obj::Tuple(c) => Kind::Tuple(c),
-                Obj::Set(c) | Obj::FrozenSet(c) => Kind::Set(c),
-                Obj::Dict(c) => Kind::Dict(c),
-                Obj::Str(s, e) => Kind::Str(Data::Tape(self.tape.data(*s, *e))),
-                Obj::Bytes(s, e) => Kind::Bytes(Data::Tape(self.tape.data(*s, *e))),
-                Obj::Long(s, e) => Kind::Long(Data::Tape(self.tape.data(*s, *e))),
-                Obj::Global(g) => Kind::Global(g),
-                Obj::Instance(inst) => Kind::Instance(inst),
-                Obj::Unsupported(what) => Kind::Unsupported(what),
-            },
+        if self.v & OBJ == 0 {
+            return match scalar(self.input, self.v as usize, self.tape.py2_bytes) {
+                Scalar::None => Kind::None,
+                Scalar::Bool(b) => Kind::Bool(b),
+                Scalar::Int(i) => Kind::Int(i),
+                Scalar::Float(f) => Kind::Float(f),
+                Scalar::Str(b) => Kind::Str(Data::Input(b)),
+                Scalar::Bytes(b) => Kind::Bytes(Data::Input(b)),
+                Scalar::Long(b) => Kind::Long(Data::Input(b)),
+            };
+        }
+        match self.tape.obj(self.v) {
+            Obj::List(c) => Kind::List(c),
+            Obj::Tuple(c) => Kind::Tuple(c),
+            Obj::Set(c) | Obj::FrozenSet(c) => Kind::Set(c),
+            Obj::Dict(c) => Kind::Dict(c),
+            Obj::Str(s, e) => Kind::Str(Data::Tape(self.tape.data(*s, *e))),
+            Obj::Bytes(s, e) => Kind::Bytes(Data::Tape(self.tape.data(*s, *e))),
+            Obj::Long(s, e) => Kind::Long(Data::Tape(self.tape.data(*s, *e))),
+            Obj::Int(i) => Kind::Int(*i),
+            Obj::Bool(b) => Kind::Bool(*b),
+            Obj::Float(f) => Kind::Float(*f),
+            Obj::Global(g) => Kind::Global(g),
+            Obj::Instance(inst) => Kind::Instance(inst),
+            Obj::Unsupported(what) => Kind::Unsupported(what),
         }
     }
 
     #[inline]
     fn pos(&self) -> u64 {
-        self.v.pos()
+        self.tape.pos(self.v)
+    }
+
+    /// The value of the int opcodes CPython writes for small ints, read directly.
+    #[inline(always)]
+    fn fast_int(&self) -> Option<i64> {
+        if self.v & OBJ != 0 {
+            return None;
+        }
+        let off = self.v as usize;
+        let b = self.input;
+        const BININT1: u8 = Opcode::BinInt1 as u8;
+        const BININT2: u8 = Opcode::BinInt2 as u8;
+        const BININT: u8 = Opcode::BinInt as u8;
+        const LONG1: u8 = Opcode::Long1 as u8;
+        match b[off] {
+            BININT1 => Some(b[off + 1] as i64),
+            BININT2 => Some(u16::from_le_bytes([b[off + 1], b[off + 2]]) as i64),
+            BININT => Some(i32::from_le_bytes(b[off + 1..off + 5].try_into().expect("4 bytes")) as i64),
+            LONG1 if b[off + 1] <= 8 => {
+                let d = &b[off + 2..off + 2 + b[off + 1] as usize];
+                let mut buf = if d.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
+                buf[..d.len()].copy_from_slice(d);
+                Some(i64::from_le_bytes(buf))
+            }
+            _ => None,
+        }
     }
 
     #[inline]
-    fn at(&self, v: V<'de>) -> Node<'t, 'de> {
-        Node { tape: self.tape, v, depth: self.depth }
+    fn at(&self, v: Item) -> Node<'t, 'de> {
+        Node { tape: self.tape, input: self.input, v, depth: self.depth }
     }
 
     /// Python's name for the value's type, for messages.
@@ -191,12 +226,13 @@ impl<'t, 'de> Node<'t, 'de> {
     }
 
     fn seq(&self, chain: &Chain) -> Result<SeqAcc<'t, 'de>> {
-        Ok(SeqAcc { tape: self.tape, iter: self.tape.iter(chain), index: 0, depth: self.deeper()? })
+        Ok(SeqAcc { tape: self.tape, input: self.input, iter: self.tape.iter(chain), index: 0, depth: self.deeper()? })
     }
 
     fn map(&self, first: &Chain, second: Option<&Chain>) -> Result<MapAcc<'t, 'de>> {
         Ok(MapAcc {
             tape: self.tape,
+            input: self.input,
             iter: self.tape.iter(first),
             then: match second {
                 Some(c) => self.tape.iter(c),
@@ -229,8 +265,8 @@ impl<'t, 'de> Node<'t, 'de> {
     }
 
     /// The map a BUILD state is read as: a dict, or a slots state `(dict or None, slots)`.
-    fn state_map(&self, state: V<'de>) -> Option<(&'t Chain, Option<&'t Chain>)> {
-        let dict_of = |v: V<'de>| match self.at(v).kind() {
+    fn state_map(&self, state: Item) -> Option<(&'t Chain, Option<&'t Chain>)> {
+        let dict_of = |v: Item| match self.at(v).kind() {
             Kind::Dict(c) => Some(c),
             _ => None,
         };
@@ -240,8 +276,8 @@ impl<'t, 'de> Node<'t, 'de> {
                 let mut it = self.tape.iter(c);
                 let (a, b) = (it.next()?, it.next()?);
                 let slots = dict_of(b)?;
-                match a {
-                    V::None(_) => Some((slots, None)),
+                match self.at(a).kind() {
+                    Kind::None => Some((slots, None)),
                     _ => Some((dict_of(a)?, Some(slots))),
                 }
             }
@@ -251,7 +287,7 @@ impl<'t, 'de> Node<'t, 'de> {
 
     /// The map an instance is read as: its dict state (with a slots state's dict after it), or
     /// the items SETITEMS gave it, or nothing for a bare instance.
-    fn instance_map(&self, inst: &'t Inst<'de>) -> Option<(&'t Chain, Option<&'t Chain>)> {
+    fn instance_map(&self, inst: &'t Inst) -> Option<(&'t Chain, Option<&'t Chain>)> {
         match inst.state {
             Some(state) => self.state_map(state),
             None if inst.dict.total > 0 => Some((&inst.dict, None)),
@@ -260,7 +296,7 @@ impl<'t, 'de> Node<'t, 'de> {
         }
     }
 
-    fn args(&self, inst: &'t Inst<'de>) -> Option<&'t Chain> {
+    fn args(&self, inst: &'t Inst) -> Option<&'t Chain> {
         match self.at(inst.args).kind() {
             Kind::Tuple(c) => Some(c),
             _ => None,
@@ -269,12 +305,12 @@ impl<'t, 'de> Node<'t, 'de> {
 
     /// An instance, read as its state (a dict, a slots pair, or anything else read as itself),
     /// else its dict items, list items or construction arguments (a namedtuple's fields).
-    fn visit_instance<V2: Visitor<'de>>(&self, inst: &'t Inst<'de>, visitor: V2) -> Result<V2::Value> {
+    fn visit_instance<V2: Visitor<'de>>(&self, inst: &'t Inst, visitor: V2) -> Result<V2::Value> {
         if let Some((a, b)) = self.instance_map(inst) {
             return visitor.visit_map(self.map(a, b)?).map_err(|e: Error| e.at(self.pos()));
         }
         if let Some(state) = inst.state {
-            let node = Node { tape: self.tape, v: state, depth: self.deeper()? };
+            let node = Node { tape: self.tape, input: self.input, v: state, depth: self.deeper()? };
             return de::Deserializer::deserialize_any(node, visitor);
         }
         if inst.list.total > 0 {
@@ -354,9 +390,9 @@ macro_rules! int_methods {
         $(
             #[inline]
             fn $m<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-                match self.v {
-                    V::Int(_, i) => visitor.visit_i64(i).map_err(|e: Error| e.at(self.pos())),
-                    _ => self.visit_int(visitor),
+                match self.fast_int() {
+                    Some(i) => visitor.visit_i64(i).map_err(|e: Error| e.at(self.v)),
+                    None => self.visit_int(visitor),
                 }
             }
         )*
@@ -411,10 +447,12 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
     #[inline]
     fn deserialize_f64<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-        match self.v {
-            V::Float(_, f) => visitor.visit_f64(f).map_err(|e: Error| e.at(self.pos())),
-            _ => self.visit_float(visitor),
+        if self.v & OBJ == 0 && self.input[self.v as usize] == Opcode::BinFloat as u8 {
+            let off = self.v as usize + 1;
+            let f = f64::from_be_bytes(self.input[off..off + 8].try_into().expect("8 bytes"));
+            return visitor.visit_f64(f).map_err(|e: Error| e.at(self.v));
         }
+        self.visit_float(visitor)
     }
 
     fn deserialize_char<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
@@ -423,6 +461,12 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
     #[inline]
     fn deserialize_str<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        if self.v & OBJ == 0 && self.input[self.v as usize] == Opcode::ShortBinUnicode as u8 {
+            let off = self.v as usize;
+            let n = self.input[off + 1] as usize;
+            let text = self.text(&self.input[off + 2..off + 2 + n])?;
+            return visitor.visit_borrowed_str(text).map_err(|e: Error| e.at(self.v));
+        }
         let r = match self.kind() {
             Kind::Str(d) => self.visit_str(d, visitor),
             Kind::Bytes(d) => self.visit_bytes(d, visitor),
@@ -452,8 +496,8 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
     #[inline]
     fn deserialize_option<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-        match self.v {
-            V::None(_) => visitor.visit_none().map_err(|e: Error| e.at(self.pos())),
+        match self.kind() {
+            Kind::None => visitor.visit_none().map_err(|e: Error| e.at(self.pos())),
             _ => visitor.visit_some(self),
         }
     }
@@ -559,7 +603,7 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
                 )))
             }
         };
-        let acc = EnumAcc { tape: self.tape, variant, payload, depth, pos: self.pos() };
+        let acc = EnumAcc { tape: self.tape, input: self.input, variant, payload, depth, pos: self.pos() };
         visitor.visit_enum(acc).map_err(|e: Error| e.at(self.pos()))
     }
 
@@ -586,8 +630,9 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
 /// A list, tuple or set.
 pub(crate) struct SeqAcc<'t, 'de> {
-    tape: &'t Tape<'de>,
-    iter: ChainIter<'t, 'de>,
+    tape: &'t Tape,
+    input: &'de [u8],
+    iter: ChainIter<'t>,
     index: usize,
     depth: usize,
 }
@@ -602,7 +647,7 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_, 'de> {
             Some(v) => {
                 let i = self.index;
                 self.index += 1;
-                let node = Node { tape: self.tape, v, depth: self.depth };
+                let node = Node { tape: self.tape, input: self.input, v, depth: self.depth };
                 seed.deserialize(node).map(Some).map_err(|e| e.index(i))
             }
         }
@@ -636,20 +681,21 @@ impl<'de> de::SeqAccess<'de> for ByteSeq<'_> {
 
 /// A dict's items (key, value, key, value...), then a second run (a slots state's).
 pub(crate) struct MapAcc<'t, 'de> {
-    tape: &'t Tape<'de>,
-    iter: ChainIter<'t, 'de>,
-    then: ChainIter<'t, 'de>,
-    key: Option<V<'de>>,
-    value: Option<V<'de>>,
+    tape: &'t Tape,
+    input: &'de [u8],
+    iter: ChainIter<'t>,
+    then: ChainIter<'t>,
+    key: Option<Item>,
+    value: Option<Item>,
     depth: usize,
 }
 
 impl<'t, 'de> MapAcc<'t, 'de> {
     /// The path segment naming the entry of `key`.
     #[cold]
-    fn segment(&self, key: Option<V<'de>>) -> String {
+    fn segment(&self, key: Option<Item>) -> String {
         let Some(key) = key else { return String::new() };
-        let node = Node { tape: self.tape, v: key, depth: 0 };
+        let node = Node { tape: self.tape, input: self.input, v: key, depth: 0 };
         match node.kind() {
             Kind::Str(d) => {
                 let s = String::from_utf8_lossy(d.bytes());
@@ -658,7 +704,7 @@ impl<'t, 'de> MapAcc<'t, 'de> {
                 if ident {
                     format!(".{s}")
                 } else {
-                    format!("[{s:?}]")
+                    format!("['{}']", s.replace('\\', "\\\\").replace('\'', "\\'"))
                 }
             }
             Kind::Int(i) => format!("[{i}]"),
@@ -687,7 +733,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
         };
         self.value = self.iter.next();
         self.key = Some(k);
-        let node = Node { tape: self.tape, v: k, depth: self.depth };
+        let node = Node { tape: self.tape, input: self.input, v: k, depth: self.depth };
         match seed.deserialize(node) {
             Ok(k) => Ok(Some(k)),
             Err(e) => Err(e.segment(self.segment(Some(k)))),
@@ -699,7 +745,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
         let Some(v) = self.value.take() else {
             return Err(Error::de("a dict value was requested before its key"));
         };
-        let node = Node { tape: self.tape, v, depth: self.depth };
+        let node = Node { tape: self.tape, input: self.input, v, depth: self.depth };
         seed.deserialize(node).map_err(|e| e.segment(self.segment(self.key)))
     }
 
@@ -710,9 +756,10 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
 
 /// An enum: a variant name, with or without a payload.
 struct EnumAcc<'t, 'de> {
-    tape: &'t Tape<'de>,
-    variant: V<'de>,
-    payload: Option<V<'de>>,
+    tape: &'t Tape,
+    input: &'de [u8],
+    variant: Item,
+    payload: Option<Item>,
     depth: usize,
     pos: u64,
 }
@@ -722,9 +769,9 @@ impl<'t, 'de> de::EnumAccess<'de> for EnumAcc<'t, 'de> {
     type Variant = VariantAcc<'t, 'de>;
 
     fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self::Variant)> {
-        let node = Node { tape: self.tape, v: self.variant, depth: self.depth };
+        let node = Node { tape: self.tape, input: self.input, v: self.variant, depth: self.depth };
         let name = seed.deserialize(node)?;
-        let payload = self.payload.map(|v| Node { tape: self.tape, v, depth: self.depth });
+        let payload = self.payload.map(|v| Node { tape: self.tape, input: self.input, v, depth: self.depth });
         Ok((name, VariantAcc { payload, pos: self.pos, variant: node }))
     }
 }

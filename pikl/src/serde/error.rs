@@ -107,14 +107,14 @@ impl Error {
     }
 }
 
-/// `.name` for identifiers, else `["key"]`.
+/// `.name` for identifiers, else `['key']`.
 fn key_segment(name: &str) -> String {
     let ident = name.chars().next().is_some_and(|c| c == '_' || c.is_alphabetic())
         && name.chars().all(|c| c == '_' || c.is_alphanumeric());
     if ident {
         format!(".{name}")
     } else {
-        format!("[{name:?}]")
+        format!("['{}']", name.replace('\\', "\\\\").replace('\'', "\\'"))
     }
 }
 

@@ -73,7 +73,9 @@
 //! as they are. Bytes after the pickle's STOP are ignored, as `pickle.loads` ignores them.
 //!
 //! `&str` and `&[u8]` (`serde_bytes`) fields borrow from the slice given to [`from_slice`]
-//! (Python 2 strs too, when their bytes are already the text); [`from_reader`] copies.
+//! (Python 2 strs too, when their bytes are already the text); [`from_reader`] keeps the
+//! pickle's bytes while it reads them, so it can only give owned values. The reader's working
+//! buffers (up to 64 MiB each) are kept per thread for the next read.
 //!
 //! ## Errors
 //!
@@ -98,7 +100,10 @@ pub use options::{DeOptions, SerOptions, DEFAULT_PROTOCOL};
 pub use value::{from_value, to_object};
 
 use crate::error::Result;
-use crate::read::{IoRead, Read, SliceRead};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::read::{IoRead, SliceRead};
 
 /// Writes `value` as a pickle into a new buffer.
 ///
@@ -121,20 +126,22 @@ pub fn to_writer<W: Write, T: Serialize + ?Sized>(writer: W, value: &T, options:
 
 /// Reads a `T` from a pickle; `&str` and `&[u8]` fields borrow from `bytes`.
 pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8], options: DeOptions) -> Result<T> {
-    from_read(&mut SliceRead::new(bytes), &options)
+    let mut r = SliceRead::new(bytes);
+    let (tape, root) = tape::build(&mut r, tape::Input::Slice(bytes), &options)?;
+    let node = de::Node { tape: &tape, input: bytes, v: root, depth: 0 };
+    T::deserialize(node).map_err(error::Error::into_pikl)
 }
 
 /// Reads a `T` from a pickle in a reader, which is left just after the pickle's STOP (so
-/// consecutive pickles of one stream can be read in turn).
+/// consecutive pickles of one stream can be read in turn). The pickle's bytes are kept in
+/// memory while it is read.
 pub fn from_reader<R: BufRead, T: DeserializeOwned>(reader: R, options: DeOptions) -> Result<T> {
-    let mut r = IoRead::new(reader);
-    let res = from_read(&mut r, &options);
-    r.into_inner();
-    res
-}
-
-fn from_read<'de, R: Read<'de>, T: Deserialize<'de>>(r: &mut R, options: &DeOptions) -> Result<T> {
-    let (tape, root) = tape::build(r, options)?;
-    let node = de::Node { tape: &tape, v: root, depth: 0 };
+    let record = Rc::new(RefCell::new(Vec::new()));
+    let mut r = IoRead::new(tape::Tee { inner: reader, record: Rc::clone(&record) });
+    let res = tape::build(&mut r, tape::Input::Record(Rc::clone(&record)), &options);
+    drop(r.into_inner());
+    let (tape, root) = res?;
+    let input = std::mem::take(&mut *record.borrow_mut());
+    let node = de::Node { tape: &tape, input: &input, v: root, depth: 0 };
     T::deserialize(node).map_err(error::Error::into_pikl)
 }

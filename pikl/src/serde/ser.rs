@@ -80,14 +80,49 @@ impl<S: Sink> Out<S> {
         self.flushed + self.buf.len() as u64
     }
 
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
 
-    #[inline]
+    #[inline(always)]
     fn byte(&mut self, b: u8) {
         self.buf.push(b);
+    }
+
+    /// Two header bytes, up to 32 bytes of data and an optional trailing byte, with one
+    /// capacity check and fixed-size copies (no call to `memcpy` for short strs).
+    #[inline(always)]
+    fn short(&mut self, op: u8, data: &[u8], trailer: Option<u8>) {
+        let n = data.len();
+        debug_assert!(n <= 32);
+        let len = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; 35]);
+        let dst = &mut self.buf[len..len + 35];
+        dst[0] = op;
+        dst[1] = n as u8;
+        let d = &mut dst[2..];
+        if n >= 16 {
+            d[..16].copy_from_slice(&data[..16]);
+            d[n - 16..n].copy_from_slice(&data[n - 16..]);
+        } else if n >= 8 {
+            d[..8].copy_from_slice(&data[..8]);
+            d[n - 8..n].copy_from_slice(&data[n - 8..]);
+        } else if n >= 4 {
+            d[..4].copy_from_slice(&data[..4]);
+            d[n - 4..n].copy_from_slice(&data[n - 4..]);
+        } else {
+            // Up to 3 bytes: a loop, not a call to `memcpy`.
+            for (x, y) in d.iter_mut().zip(data) {
+                *x = *y;
+            }
+        }
+        let mut end = len + 2 + n;
+        if let Some(t) = trailer {
+            self.buf[end] = t;
+            end += 1;
+        }
+        self.buf.truncate(end);
     }
 
     fn start_framing(&mut self) {
@@ -208,6 +243,8 @@ pub(crate) struct Ser<'o, S> {
     in_key: u32,
     /// The next bytes are a big int's (see [`super::bigint`]).
     bigint: bool,
+    /// Memoizing at protocol 4+: MEMOIZE after each value.
+    fast_memo: bool,
     /// The last struct name looked up in the options, and its class.
     last_struct: (usize, Option<(&'o str, &'o str)>),
 }
@@ -234,6 +271,7 @@ impl<'o, S: Sink> Ser<'o, S> {
             latin1: NIL,
             in_key: 0,
             bigint: false,
+            fast_memo: opts.get_memoize() && proto >= 4,
             last_struct: (0, None),
         })
     }
@@ -262,16 +300,25 @@ impl<'o, S: Sink> Ser<'o, S> {
 
     // ---- memo ----
 
-    /// Memoizes the value just written; returns its index (`NIL` when memoizing is off).
-    #[inline]
-    fn put(&mut self) -> Result<u32> {
-        if !self.memoize {
-            return Ok(NIL);
+    /// Memoizes the value just written; returns its index (`NIL` when memoizing is off, or
+    /// once the memo holds 2^32 - 1 entries: later values are written without a memo entry).
+    #[inline(always)]
+    fn put(&mut self) -> u32 {
+        if self.fast_memo && self.memo_len < NIL - 1 {
+            let idx = self.memo_len;
+            self.memo_len += 1;
+            self.out.byte(Op::Memoize as u8);
+            return idx;
+        }
+        self.put_slow()
+    }
+
+    #[inline(never)]
+    fn put_slow(&mut self) -> u32 {
+        if !self.memoize || self.memo_len >= NIL - 1 {
+            return NIL;
         }
         let idx = self.memo_len;
-        if idx == NIL - 1 {
-            return Err(Error::ser("memo exceeds 2^32 entries"));
-        }
         self.memo_len += 1;
         if self.proto >= 4 {
             self.out.byte(Op::Memoize as u8);
@@ -287,18 +334,23 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.out.put(itoa::Buffer::new().format(idx).as_bytes());
             self.out.byte(b'\n');
         }
-        Ok(idx)
+        idx
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, idx: u32) {
+        if idx < 256 && self.proto >= 1 {
+            self.out.put(&[Op::BinGet as u8, idx as u8]);
+        } else {
+            self.get_slow(idx);
+        }
+    }
+
+    #[inline(never)]
+    fn get_slow(&mut self, idx: u32) {
         if self.proto >= 1 {
-            if idx < 256 {
-                self.out.put(&[Op::BinGet as u8, idx as u8]);
-            } else {
-                let b = idx.to_le_bytes();
-                self.out.put(&[Op::LongBinGet as u8, b[0], b[1], b[2], b[3]]);
-            }
+            let b = idx.to_le_bytes();
+            self.out.put(&[Op::LongBinGet as u8, b[0], b[1], b[2], b[3]]);
         } else {
             self.out.byte(Op::Get as u8);
             self.out.put(itoa::Buffer::new().format(idx).as_bytes());
@@ -308,24 +360,39 @@ impl<'o, S: Sink> Ser<'o, S> {
 
     // ---- atoms ----
 
-    #[inline]
+    #[inline(always)]
     fn write_i64(&mut self, i: i64) {
-        if (0..=0xFF).contains(&i) && self.proto >= 1 {
-            self.out.put(&[Op::BinInt1 as u8, i as u8]);
-        } else if let Ok(small) = i32::try_from(i) {
-            if self.proto >= 1 {
-                if (0..=0xFFFF).contains(&small) {
-                    let b = (small as u16).to_le_bytes();
-                    self.out.put(&[Op::BinInt2 as u8, b[0], b[1]]);
-                } else {
-                    let b = small.to_le_bytes();
-                    self.out.put(&[Op::BinInt as u8, b[0], b[1], b[2], b[3]]);
-                }
-            } else {
-                self.out.byte(Op::Int as u8);
-                self.out.put(itoa::Buffer::new().format(small).as_bytes());
-                self.out.byte(b'\n');
+        if self.proto >= 1 {
+            if (0..=0xFF).contains(&i) {
+                return self.out.put(&[Op::BinInt1 as u8, i as u8]);
             }
+            if (0..=0xFFFF).contains(&i) {
+                let b = (i as u16).to_le_bytes();
+                return self.out.put(&[Op::BinInt2 as u8, b[0], b[1]]);
+            }
+            if let Ok(small) = i32::try_from(i) {
+                let b = small.to_le_bytes();
+                return self.out.put(&[Op::BinInt as u8, b[0], b[1], b[2], b[3]]);
+            }
+            if self.proto >= 2 {
+                // LONG1 with the minimal two's complement bytes: 5 to 8 of them.
+                let n = (72 - (i ^ (i >> 63)).leading_zeros()) as usize / 8;
+                let b = i.to_le_bytes();
+                self.out.put(&[Op::Long1 as u8, n as u8, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                let len = self.out.buf.len();
+                self.out.buf.truncate(len - (8 - n));
+                return;
+            }
+        }
+        self.write_i64_slow(i);
+    }
+
+    #[inline(never)]
+    fn write_i64_slow(&mut self, i: i64) {
+        if let (0, Ok(small)) = (self.proto, i32::try_from(i)) {
+            self.out.byte(Op::Int as u8);
+            self.out.put(itoa::Buffer::new().format(small).as_bytes());
+            self.out.byte(b'\n');
         } else {
             self.write_i128(i as i128);
         }
@@ -393,23 +460,33 @@ impl<'o, S: Sink> Ser<'o, S> {
         Ok(())
     }
 
+    #[inline(always)]
     fn write_f64(&mut self, f: f64) {
         if self.proto >= 1 {
             let b = f.to_be_bytes();
             self.out.put(&[Op::BinFloat as u8, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         } else {
-            let mut s = String::with_capacity(24);
-            s.push('F');
-            crate::value::format_float(&mut s, f, true);
-            s.push('\n');
-            self.out.put(s.as_bytes());
+            self.write_f64_text(f);
         }
+    }
+
+    #[inline(never)]
+    fn write_f64_text(&mut self, f: f64) {
+        let mut s = String::with_capacity(24);
+        s.push('F');
+        crate::value::format_float(&mut s, f, true);
+        s.push('\n');
+        self.out.put(s.as_bytes());
     }
 
     /// A str's opcode and data, without memoizing.
     #[inline]
     fn str_data(&mut self, s: &str) -> Result<()> {
         let n = s.len();
+        if self.proto >= 4 && n <= 32 {
+            self.out.short(Op::ShortBinUnicode as u8, s.as_bytes(), None);
+            return Ok(());
+        }
         if self.proto >= 4 && n <= 0xFF {
             self.out.put(&[Op::ShortBinUnicode as u8, n as u8]);
             self.out.put(s.as_bytes());
@@ -453,12 +530,18 @@ impl<'o, S: Sink> Ser<'o, S> {
                     return Ok(());
                 }
                 self.str_data(s)?;
-                self.chars[k] = self.put()?;
+                self.chars[k] = self.put();
                 return Ok(());
             }
         }
+        if self.fast_memo && s.len() <= 32 && self.memo_len < NIL - 1 {
+            // SHORT_BINUNICODE and MEMOIZE in one write.
+            self.memo_len += 1;
+            self.out.short(Op::ShortBinUnicode as u8, s.as_bytes(), Some(Op::Memoize as u8));
+            return Ok(());
+        }
         self.str_data(s)?;
-        self.put()?;
+        self.put();
         Ok(())
     }
 
@@ -498,7 +581,7 @@ impl<'o, S: Sink> Ser<'o, S> {
                     self.chars[k]
                 } else {
                     self.str_data(s)?;
-                    let idx = self.put()?;
+                    let idx = self.put();
                     if let Some(k) = single {
                         self.chars[k] = idx;
                     }
@@ -555,19 +638,19 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.out.boundary()?;
             let text: String = b.iter().map(|&c| c as char).collect();
             self.str_data(&text)?;
-            self.put()?;
+            self.put();
             self.out.boundary()?;
             if self.latin1 != NIL {
                 self.get(self.latin1);
             } else {
                 self.str_data("latin1")?;
-                self.latin1 = self.put()?;
+                self.latin1 = self.put();
             }
             self.out.byte(if self.proto >= 2 { Op::Tuple2 as u8 } else { Op::Tuple as u8 });
-            self.put()?;
+            self.put();
             self.out.byte(Op::Reduce as u8);
         }
-        let idx = self.put()?;
+        let idx = self.put();
         if let Some(k) = single {
             self.bytes1[k] = idx;
         }
@@ -595,7 +678,7 @@ impl<'o, S: Sink> Ser<'o, S> {
                 Some(&idx) if self.memoize => self.get(idx),
                 _ => {
                     self.str_data(module)?;
-                    let idx = self.put()?;
+                    let idx = self.put();
                     if self.memoize {
                         self.modules.insert(module.to_owned(), idx);
                     }
@@ -603,7 +686,7 @@ impl<'o, S: Sink> Ser<'o, S> {
             }
             self.out.boundary()?;
             self.str_data(name)?;
-            self.put()?;
+            self.put();
             self.out.byte(Op::StackGlobal as u8);
         } else {
             if name.contains('.') {
@@ -625,7 +708,7 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.out.put(n.as_bytes());
             self.out.byte(b'\n');
         }
-        let idx = self.put()?;
+        let idx = self.put();
         if self.memoize {
             self.globals.insert((module.to_owned(), name.to_owned()), idx);
         }
@@ -662,30 +745,42 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.out.boundary()?;
             self.out.byte(Op::None as u8);
             self.out.byte(Op::Tuple as u8);
-            self.put()?;
+            self.put();
             self.out.byte(Op::Reduce as u8);
         }
-        self.put()?;
+        self.put();
         Ok(())
     }
 
+    #[inline(always)]
     fn empty_list(&mut self) -> Result<()> {
+        if self.fast_memo && self.memo_len < NIL - 1 {
+            self.memo_len += 1;
+            self.out.put(&[Op::EmptyList as u8, Op::Memoize as u8]);
+            return Ok(());
+        }
         if self.proto >= 1 {
             self.out.byte(Op::EmptyList as u8);
         } else {
             self.out.put(&[Op::Mark as u8, Op::List as u8]);
         }
-        self.put()?;
+        self.put();
         Ok(())
     }
 
+    #[inline(always)]
     fn empty_dict(&mut self) -> Result<()> {
+        if self.fast_memo && self.memo_len < NIL - 1 {
+            self.memo_len += 1;
+            self.out.put(&[Op::EmptyDict as u8, Op::Memoize as u8]);
+            return Ok(());
+        }
         if self.proto >= 1 {
             self.out.byte(Op::EmptyDict as u8);
         } else {
             self.out.put(&[Op::Mark as u8, Op::Dict as u8]);
         }
-        self.put()?;
+        self.put();
         Ok(())
     }
 
@@ -718,13 +813,33 @@ impl<'o, S: Sink> Ser<'o, S> {
             TupleKind::Marked => self.out.byte(Op::Tuple as u8),
             _ => return Err(Error::ser("a tuple's length differs from the length it declared")),
         }
-        self.put()?;
+        self.put();
         Ok(())
     }
 
     #[cold]
     fn unhashable(&self, what: &str) -> Error {
         Error::ser(format!("unhashable type: '{what}' cannot be a dict key")).at(self.pos())
+    }
+}
+
+/// The path segment of a dict entry, from its key: `.name`, `['a key']`, `[3]`.
+#[cold]
+fn key_segment<K: Serialize + ?Sized>(key: &K) -> String {
+    match super::to_object(key, SerOptions::new()) {
+        Ok(loaded) => {
+            let v = loaded.value();
+            match v.as_str() {
+                Some(s)
+                    if s.chars().next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                        && s.chars().all(|c| c == '_' || c.is_alphanumeric()) =>
+                {
+                    format!(".{s}")
+                }
+                _ => format!("[{v}]"),
+            }
+        }
+        Err(_) => "[<key>]".into(),
     }
 }
 
@@ -779,6 +894,8 @@ enum TupleKind {
 pub(crate) struct SeqSer<'a, 'o, S> {
     ser: &'a mut Ser<'o, S>,
     kind: SeqKind,
+    /// `kind` is `List(Batched)`.
+    batched: bool,
     count: usize,
     batch: usize,
 }
@@ -792,26 +909,25 @@ enum SeqKind {
 }
 
 impl<S: Sink> SeqSer<'_, '_, S> {
-    #[inline]
+    #[inline(always)]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let i = self.count;
-        if let SeqKind::List(Items::Batched) = self.kind {
+        self.count += 1;
+        if self.batched {
             if self.batch == 0 {
                 self.ser.out.byte(Op::Mark as u8);
             }
+            value.serialize(&mut *self.ser).map_err(|e| e.index(i))?;
+            self.batch += 1;
+            if self.batch == BATCH {
+                self.ser.out.byte(Op::Appends as u8);
+                self.batch = 0;
+            }
+            return Ok(());
         }
         value.serialize(&mut *self.ser).map_err(|e| e.index(i))?;
-        self.count += 1;
-        match self.kind {
-            SeqKind::List(Items::Single) => self.ser.out.byte(Op::Append as u8),
-            SeqKind::List(Items::Batched) => {
-                self.batch += 1;
-                if self.batch == BATCH {
-                    self.ser.out.byte(Op::Appends as u8);
-                    self.batch = 0;
-                }
-            }
-            _ => {}
+        if let SeqKind::List(Items::Single) = self.kind {
+            self.ser.out.byte(Op::Append as u8);
         }
         Ok(())
     }
@@ -1060,17 +1176,23 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         if self.in_key > 0 {
             // A list cannot be a dict key: it is written as a tuple.
             self.out.byte(Op::Mark as u8);
-            return Ok(SeqSer { ser: self, kind: SeqKind::Tuple(TupleKind::Marked), count: 0, batch: 0 });
+            return Ok(SeqSer {
+                ser: self,
+                kind: SeqKind::Tuple(TupleKind::Marked),
+                batched: false,
+                count: 0,
+                batch: 0,
+            });
         }
         self.empty_list()?;
         let items = self.items(len);
-        Ok(SeqSer { ser: self, kind: SeqKind::List(items), count: 0, batch: 0 })
+        Ok(SeqSer { ser: self, kind: SeqKind::List(items), batched: items == Items::Batched, count: 0, batch: 0 })
     }
 
     fn serialize_tuple(self, len: usize) -> Result<SeqSer<'a, 'o, S>> {
         self.out.boundary()?;
         let kind = self.begin_tuple(len)?;
-        Ok(SeqSer { ser: self, kind: SeqKind::Tuple(kind), count: 0, batch: 0 })
+        Ok(SeqSer { ser: self, kind: SeqKind::Tuple(kind), batched: false, count: 0, batch: 0 })
     }
 
     fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqSer<'a, 'o, S>> {
@@ -1093,7 +1215,7 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         self.write_name(variant)?;
         self.out.boundary()?;
         let kind = self.begin_tuple(len)?;
-        Ok(SeqSer { ser: self, kind: SeqKind::VariantTuple(kind), count: 0, batch: 0 })
+        Ok(SeqSer { ser: self, kind: SeqKind::VariantTuple(kind), batched: false, count: 0, batch: 0 })
     }
 
     #[inline]
@@ -1223,6 +1345,13 @@ impl<S: Sink> ser::SerializeMap for MapSer<'_, '_, S> {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.ser).map_err(|e| e.segment(format!("[<value {}>]", self.count)))?;
+        self.after_value();
+        Ok(())
+    }
+
+    fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(&mut self, key: &K, value: &V) -> Result<()> {
+        self.serialize_key(key)?;
+        value.serialize(&mut *self.ser).map_err(|e| e.segment(key_segment(key)))?;
         self.after_value();
         Ok(())
     }

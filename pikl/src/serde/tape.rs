@@ -1,14 +1,18 @@
 //! The tape: a lightweight pickle machine that builds a compact tree for serde visitors.
 //!
-//! Pickle is postfix (a dict's items come after the dict), so a pull-based visitor cannot
-//! follow the stream directly. The tape runs the machine first, without the object model's
-//! costs: strs and bytes stay borrowed from the input slice (copied into one arena when read
-//! from a stream), dicts are lists of pairs (no hashing), containers are runs of items in one
-//! arena, and the memo holds copies of small [`V`]s, so a shared subtree is visited again
-//! wherever it is referenced. Every value keeps the byte offset of the opcode that made it, for
-//! errors. No recursion: nesting costs heap, not stack.
+//! Pickle is postfix (a tuple's items come before it, a dict's state after its instance), so a
+//! pull-based visitor cannot follow the stream directly. The tape runs the machine first,
+//! without the object model's costs: a value is one `u64`, the byte offset of the opcode that
+//! pushed it (its data is read from the input again when it is visited, so strs and bytes stay
+//! borrowed), or an index into [`Tape::objs`] for containers and the few values that had to be
+//! computed. Dicts are lists of pairs (no hashing), containers are runs of items in one arena,
+//! and the memo holds copies of items, so a shared subtree is visited again wherever it is
+//! referenced. No recursion: nesting costs heap, not stack.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::{self, BufRead};
+use std::rc::Rc;
 
 use num_bigint::BigInt;
 
@@ -17,73 +21,19 @@ use crate::codec::{self, Encoding};
 use crate::compat;
 use crate::error::{Error, Result};
 use crate::opcodes::Opcode;
-use crate::ops::{read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
-use crate::read::{Bytes, Read};
+use crate::ops::{read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
+use crate::read::Read;
 use crate::text::{self, FloatError, ParsedInt};
 
 use self::Obj as TObj;
 
+/// A value: the byte offset of the opcode that pushed it, or [`OBJ`] and an object index.
+pub(crate) type Item = u64;
+/// Marks an [`Item`] naming an object.
+pub(crate) const OBJ: u64 = 1 << 63;
+
 /// "No index".
 pub(crate) const NIL: u32 = u32::MAX;
-
-/// A byte offset in 40 bits (offsets past 1 TiB saturate), packed so that a [`V`] stays 24
-/// bytes.
-#[derive(Clone, Copy, Debug)]
-#[repr(C, packed)]
-pub(crate) struct Pos {
-    lo: u32,
-    hi: u8,
-}
-
-impl Pos {
-    #[inline]
-    pub(crate) fn new(p: u64) -> Pos {
-        let p = p.min((1 << 40) - 1);
-        Pos { lo: p as u32, hi: (p >> 32) as u8 }
-    }
-
-    #[inline]
-    pub(crate) fn get(self) -> u64 {
-        let lo = self.lo;
-        let hi = self.hi;
-        lo as u64 | (hi as u64) << 32
-    }
-}
-
-/// A value on the tape: a scalar, borrowed data, or an object of [`Tape::objs`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum V<'de> {
-    None(Pos),
-    Bool(Pos, bool),
-    Int(Pos, i64),
-    Float(Pos, f64),
-    /// A str's surrogatepass UTF-8, borrowed from the input.
-    Str(Pos, &'de [u8]),
-    /// A bytes (or bytearray), borrowed from the input.
-    Bytes(Pos, &'de [u8]),
-    /// An int beyond `i64`: little-endian two's complement, borrowed from the input.
-    Long(Pos, &'de [u8]),
-    /// An object of the tape.
-    Obj(Pos, u32),
-}
-
-const _: () = assert!(std::mem::size_of::<V>() == 24);
-
-impl V<'_> {
-    #[inline]
-    pub(crate) fn pos(&self) -> u64 {
-        match *self {
-            V::None(p)
-            | V::Bool(p, _)
-            | V::Int(p, _)
-            | V::Float(p, _)
-            | V::Str(p, _)
-            | V::Bytes(p, _)
-            | V::Long(p, _)
-            | V::Obj(p, _) => p.get(),
-        }
-    }
-}
 
 /// Items of a container: a first run inline, then runs of [`Tape::segs`].
 #[derive(Clone, Copy, Debug)]
@@ -107,10 +57,10 @@ pub(crate) struct Seg {
     pub(crate) next: u32,
 }
 
-/// An object: containers (dict items are key, value, key, value...), data owned by the tape,
-/// classes and instances.
+/// An object: containers (dict items are key, value, key, value...), values computed while
+/// loading (kept in [`Tape::data`] or inline), classes and instances.
 #[derive(Debug)]
-pub(crate) enum Obj<'de> {
+pub(crate) enum Obj {
     List(Chain),
     Tuple(Chain),
     Dict(Chain),
@@ -122,41 +72,117 @@ pub(crate) enum Obj<'de> {
     Bytes(usize, usize),
     /// An int beyond `i64`, two's complement little-endian in [`Tape::data`].
     Long(usize, usize),
+    Int(i64),
+    Bool(bool),
+    Float(f64),
     /// A class or function, by (module, qualified name).
     Global(Box<(String, String)>),
     /// An object built by a call, with what BUILD and the item opcodes gave it.
-    Instance(Box<Inst<'de>>),
+    Instance(Box<Inst>),
     /// Something serde has no mapping for (a complex, a persistent id, ...), by Python type.
     Unsupported(&'static str),
 }
 
 /// An instance: `callable(*args)` or `cls.__new__(cls, *args, **kwargs)`, then BUILD.
 #[derive(Debug)]
-pub(crate) struct Inst<'de> {
-    pub(crate) callable: V<'de>,
-    pub(crate) args: V<'de>,
-    pub(crate) state: Option<V<'de>>,
+pub(crate) struct Inst {
+    pub(crate) callable: Item,
+    pub(crate) args: Item,
+    pub(crate) state: Option<Item>,
     pub(crate) list: Chain,
     pub(crate) dict: Chain,
 }
 
 /// A loaded pickle.
-pub(crate) struct Tape<'de> {
-    pub(crate) items: Vec<V<'de>>,
+pub(crate) struct Tape {
+    pub(crate) items: Vec<Item>,
     pub(crate) segs: Vec<Seg>,
-    pub(crate) objs: Vec<Obj<'de>>,
+    pub(crate) objs: Vec<Obj>,
+    /// The byte offset of the opcode that made each object.
+    pub(crate) obj_pos: Vec<u64>,
     pub(crate) data: Vec<u8>,
     pub(crate) max_depth: usize,
+    /// Python 2 strs (`SHORT_BINSTRING`, `BINSTRING`) read as bytes (`encoding="bytes"`).
+    pub(crate) py2_bytes: bool,
 }
 
-impl<'de> Tape<'de> {
-    pub(crate) fn new(max_depth: usize) -> Self {
-        Tape { items: Vec::new(), segs: Vec::new(), objs: Vec::new(), data: Vec::new(), max_depth }
+/// Working buffers kept per thread between reads, so that reading many pickles does not pay
+/// for fresh memory each time (page faults dominate the cost of a large flat list).
+#[derive(Default)]
+struct Spare {
+    items: Vec<Item>,
+    segs: Vec<Seg>,
+    objs: Vec<Obj>,
+    obj_pos: Vec<u64>,
+    data: Vec<u8>,
+    stack: Vec<Item>,
+    memo: Vec<Item>,
+}
+
+thread_local! {
+    static SPARE: RefCell<Spare> = RefCell::new(Spare::default());
+}
+
+/// The largest buffer kept for the next read, in bytes.
+const KEEP: usize = 64 << 20;
+
+fn take<T>(slot: fn(&mut Spare) -> &mut Vec<T>) -> Vec<T> {
+    SPARE
+        .try_with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(slot(&mut s))).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn give<T>(mut v: Vec<T>, slot: fn(&mut Spare) -> &mut Vec<T>) {
+    if v.capacity() == 0 || v.capacity().saturating_mul(std::mem::size_of::<T>().max(1)) > KEEP {
+        return;
+    }
+    v.clear();
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            let slot = slot(&mut s);
+            if slot.capacity() < v.capacity() {
+                *slot = v;
+            }
+        }
+    });
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.items), |s| &mut s.items);
+        give(std::mem::take(&mut self.segs), |s| &mut s.segs);
+        give(std::mem::take(&mut self.objs), |s| &mut s.objs);
+        give(std::mem::take(&mut self.obj_pos), |s| &mut s.obj_pos);
+        give(std::mem::take(&mut self.data), |s| &mut s.data);
+    }
+}
+
+impl Tape {
+    pub(crate) fn new(max_depth: usize, py2_bytes: bool) -> Self {
+        Tape {
+            items: take(|s| &mut s.items),
+            segs: take(|s| &mut s.segs),
+            objs: take(|s| &mut s.objs),
+            obj_pos: take(|s| &mut s.obj_pos),
+            data: take(|s| &mut s.data),
+            max_depth,
+            py2_bytes,
+        }
     }
 
     #[inline]
-    pub(crate) fn obj(&self, i: u32) -> &Obj<'de> {
-        &self.objs[i as usize]
+    pub(crate) fn obj(&self, i: u64) -> &Obj {
+        &self.objs[(i & !OBJ) as usize]
+    }
+
+    /// The byte offset where `item` was made.
+    #[inline]
+    pub(crate) fn pos(&self, item: Item) -> u64 {
+        if item & OBJ != 0 {
+            self.obj_pos[(item & !OBJ) as usize]
+        } else {
+            item
+        }
     }
 
     #[inline]
@@ -165,7 +191,7 @@ impl<'de> Tape<'de> {
     }
 
     /// Appends `vals` to the items arena and to `chain`.
-    fn link(&mut self, chain: &mut Chain, vals: &[V<'de>]) -> Result<()> {
+    fn link(&mut self, chain: &mut Chain, vals: &[Item]) -> Result<()> {
         let n = vals.len();
         if n == 0 {
             return Ok(());
@@ -202,13 +228,15 @@ impl<'de> Tape<'de> {
         Ok(())
     }
 
-    fn add(&mut self, pos: Pos, obj: Obj<'de>) -> Result<V<'de>> {
-        let i = u32::try_from(self.objs.len()).map_err(|_| bad("too many objects for the serde reader"))?;
-        if i == NIL {
+    #[inline]
+    fn add(&mut self, pos: u64, obj: Obj) -> Result<Item> {
+        let i = self.objs.len() as u64;
+        if i >= u32::MAX as u64 {
             return Err(bad("too many objects for the serde reader"));
         }
         self.objs.push(obj);
-        Ok(V::Obj(pos, i))
+        self.obj_pos.push(pos);
+        Ok(i | OBJ)
     }
 
     fn owned(&mut self, b: &[u8]) -> (usize, usize) {
@@ -219,7 +247,7 @@ impl<'de> Tape<'de> {
 
     /// Items of `chain`, in order.
     #[inline]
-    pub(crate) fn iter(&self, chain: &Chain) -> ChainIter<'_, 'de> {
+    pub(crate) fn iter(&self, chain: &Chain) -> ChainIter<'_> {
         ChainIter {
             items: &self.items,
             segs: &self.segs,
@@ -233,8 +261,8 @@ impl<'de> Tape<'de> {
 
 /// Walks a [`Chain`].
 #[derive(Clone)]
-pub(crate) struct ChainIter<'t, 'de> {
-    items: &'t [V<'de>],
+pub(crate) struct ChainIter<'t> {
+    items: &'t [Item],
     segs: &'t [Seg],
     cur: u32,
     end: u32,
@@ -242,7 +270,7 @@ pub(crate) struct ChainIter<'t, 'de> {
     remaining: u32,
 }
 
-impl<'de> ChainIter<'_, 'de> {
+impl ChainIter<'_> {
     pub(crate) fn empty() -> Self {
         ChainIter { items: &[], segs: &[], cur: 0, end: 0, next: NIL, remaining: 0 }
     }
@@ -253,11 +281,11 @@ impl<'de> ChainIter<'_, 'de> {
     }
 }
 
-impl<'de> Iterator for ChainIter<'_, 'de> {
-    type Item = V<'de>;
+impl Iterator for ChainIter<'_> {
+    type Item = Item;
 
     #[inline]
-    fn next(&mut self) -> Option<V<'de>> {
+    fn next(&mut self) -> Option<Item> {
         if self.remaining == 0 {
             return None;
         }
@@ -288,29 +316,123 @@ fn underflow() -> Error {
     bad("unpickling stack underflow")
 }
 
+/// What an offset item is, read from the input: the opcode's value.
+pub(crate) enum Scalar<'a> {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Surrogatepass UTF-8.
+    Str(&'a [u8]),
+    Bytes(&'a [u8]),
+    /// Little-endian two's complement of more than 8 bytes.
+    Long(&'a [u8]),
+}
+
+#[inline]
+fn arr<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    b[at..at + N].try_into().expect("checked while loading")
+}
+
+#[inline]
+fn len_at(b: &[u8], at: usize, width: usize) -> usize {
+    match width {
+        1 => b[at] as usize,
+        4 => u32::from_le_bytes(arr(b, at)) as usize,
+        _ => u64::from_le_bytes(arr(b, at)) as usize,
+    }
+}
+
+/// The value of the opcode at `off` of `input`, which the tape builder read and checked.
+/// `py2_bytes`: Python 2 strs are bytes.
+#[inline]
+pub(crate) fn scalar(input: &[u8], off: usize, py2_bytes: bool) -> Scalar<'_> {
+    const SHORT_BINUNICODE: u8 = Opcode::ShortBinUnicode as u8;
+    const BINUNICODE: u8 = Opcode::BinUnicode as u8;
+    const BINUNICODE8: u8 = Opcode::BinUnicode8 as u8;
+    const SHORT_BINBYTES: u8 = Opcode::ShortBinBytes as u8;
+    const BINBYTES: u8 = Opcode::BinBytes as u8;
+    const BINBYTES8: u8 = Opcode::BinBytes8 as u8;
+    const BYTEARRAY8: u8 = Opcode::ByteArray8 as u8;
+    const SHORT_BINSTRING: u8 = Opcode::ShortBinString as u8;
+    const BINSTRING: u8 = Opcode::BinString as u8;
+    const BININT1: u8 = Opcode::BinInt1 as u8;
+    const BININT2: u8 = Opcode::BinInt2 as u8;
+    const BININT: u8 = Opcode::BinInt as u8;
+    const BINFLOAT: u8 = Opcode::BinFloat as u8;
+    const LONG1: u8 = Opcode::Long1 as u8;
+    const LONG4: u8 = Opcode::Long4 as u8;
+    const NONE: u8 = Opcode::None as u8;
+    const NEWTRUE: u8 = Opcode::NewTrue as u8;
+    const NEWFALSE: u8 = Opcode::NewFalse as u8;
+    let b = input;
+    let data = |w: usize| {
+        let n = len_at(b, off + 1, w);
+        &b[off + 1 + w..off + 1 + w + n]
+    };
+    match b[off] {
+        BININT1 => Scalar::Int(b[off + 1] as i64),
+        BININT2 => Scalar::Int(u16::from_le_bytes(arr(b, off + 1)) as i64),
+        BININT => Scalar::Int(i32::from_le_bytes(arr(b, off + 1)) as i64),
+        BINFLOAT => Scalar::Float(f64::from_be_bytes(arr(b, off + 1))),
+        SHORT_BINUNICODE => Scalar::Str(data(1)),
+        BINUNICODE => Scalar::Str(data(4)),
+        BINUNICODE8 => Scalar::Str(data(8)),
+        SHORT_BINBYTES => Scalar::Bytes(data(1)),
+        BINBYTES => Scalar::Bytes(data(4)),
+        BINBYTES8 | BYTEARRAY8 => Scalar::Bytes(data(8)),
+        SHORT_BINSTRING | BINSTRING => {
+            let d = data(if b[off] == SHORT_BINSTRING { 1 } else { 4 });
+            if py2_bytes {
+                Scalar::Bytes(d)
+            } else {
+                Scalar::Str(d)
+            }
+        }
+        LONG1 | LONG4 => {
+            let d = data(if b[off] == LONG1 { 1 } else { 4 });
+            if d.len() <= 8 {
+                let mut buf = if d.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
+                buf[..d.len()].copy_from_slice(d);
+                Scalar::Int(i64::from_le_bytes(buf))
+            } else {
+                Scalar::Long(d)
+            }
+        }
+        NONE => Scalar::None,
+        NEWTRUE => Scalar::Bool(true),
+        NEWFALSE => Scalar::Bool(false),
+        op => unreachable!("opcode {op:#x} does not push a scalar"),
+    }
+}
+
 /// The memo: dense for the keys picklers write, sparse beyond.
 #[derive(Default)]
-struct Memo<'de> {
-    dense: Vec<Option<V<'de>>>,
-    sparse: HashMap<u64, V<'de>>,
+struct Memo {
+    dense: Vec<Item>,
+    sparse: HashMap<u64, Item>,
     len: usize,
 }
 
-impl<'de> Memo<'de> {
+/// An empty dense memo slot.
+const EMPTY: Item = u64::MAX;
+
+impl Memo {
     #[inline]
-    fn get(&self, key: u64) -> Result<V<'de>> {
+    fn get(&self, key: u64) -> Result<Item> {
         let v = match self.dense.get(key as usize) {
-            Some(slot) => *slot,
+            Some(&slot) if slot != EMPTY => Some(slot),
+            Some(_) => None,
             None => self.sparse.get(&key).copied(),
         };
         v.ok_or_else(|| bad(format!("Memo value not found at index {key}")))
     }
 
     #[inline]
-    fn put(&mut self, key: u64, v: V<'de>, max: usize) -> Result<()> {
+    fn put(&mut self, key: u64, v: Item, max: usize) -> Result<()> {
         let k = key as usize;
         if k < self.dense.len() {
-            if self.dense[k].replace(v).is_none() {
+            if std::mem::replace(&mut self.dense[k], v) == EMPTY {
                 self.len += 1;
             }
             return Ok(());
@@ -319,11 +441,11 @@ impl<'de> Memo<'de> {
             return Err(bad(format!("memo exceeds the limit of {max} entries")));
         }
         if k == self.dense.len() && self.sparse.is_empty() {
-            self.dense.push(Some(v));
+            self.dense.push(v);
             self.len += 1;
         } else if key <= (self.dense.len() as u64) * 2 + 1024 && !self.sparse.contains_key(&key) {
-            self.dense.resize(k + 1, None);
-            self.dense[k] = Some(v);
+            self.dense.resize(k + 1, EMPTY);
+            self.dense[k] = v;
             self.len += 1;
         } else if self.sparse.insert(key, v).is_none() {
             self.len += 1;
@@ -332,26 +454,67 @@ impl<'de> Memo<'de> {
     }
 }
 
-/// Runs the pickle machine over `r` and returns the tape and the pickled value.
-pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, opts: &DeOptions) -> Result<(Tape<'de>, V<'de>)> {
+/// A reader that keeps every byte it hands out, so a pickle read from a stream can be visited
+/// like one read from a slice.
+pub(crate) struct Tee<R> {
+    pub(crate) inner: R,
+    pub(crate) record: Rc<RefCell<Vec<u8>>>,
+}
+
+impl<R: BufRead> io::Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.record.borrow_mut().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Tee<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        if n > 0 {
+            if let Ok(b) = self.inner.fill_buf() {
+                let n = n.min(b.len());
+                self.record.borrow_mut().extend_from_slice(&b[..n]);
+            }
+        }
+        self.inner.consume(n);
+    }
+}
+
+/// The bytes the items' offsets point into.
+pub(crate) enum Input<'de> {
+    Slice(&'de [u8]),
+    Record(Rc<RefCell<Vec<u8>>>),
+}
+
+/// Runs the pickle machine over `r` (which reads `input`) and returns the tape and the pickled
+/// value.
+pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOptions) -> Result<(Tape, Item)> {
     let mut m = Machine {
-        tape: Tape::new(opts.max_depth),
-        stack: Vec::new(),
+        tape: Tape::new(opts.max_depth, opts.encoding == Encoding::Bytes),
+        stack: take(|s| &mut s.stack),
         marks: Vec::new(),
         fence: 0,
-        memo: Memo::default(),
+        memo: Memo { dense: take(|s| &mut s.memo), ..Memo::default() },
         proto: 0,
         opts,
+        input,
     };
     if r.at_end()? {
         return Err(Error::eof(r.position()).with_message("ran out of input"));
     }
     loop {
         let (pos, op) = read_opcode(r)?;
-        match m.step(r, op, Pos::new(pos)) {
+        match m.step(r, op, pos) {
             Ok(true) => {}
             Ok(false) => {
                 let root = m.pop().map_err(|e| e.at(pos).in_opcode(op))?;
+                give(std::mem::take(&mut m.stack), |s| &mut s.stack);
+                give(std::mem::take(&mut m.memo.dense), |s| &mut s.memo);
                 return Ok((m.tape, root));
             }
             Err(e) => return Err(e.at(pos).in_opcode(op)),
@@ -360,13 +523,14 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, opts: &DeOptions) -> Result<(T
 }
 
 struct Machine<'de, 'o> {
-    tape: Tape<'de>,
-    stack: Vec<V<'de>>,
+    tape: Tape,
+    stack: Vec<Item>,
     marks: Vec<usize>,
     fence: usize,
-    memo: Memo<'de>,
+    memo: Memo,
     proto: u8,
     opts: &'o DeOptions,
+    input: Input<'de>,
 }
 
 /// Which builtin a REDUCE calls, when serde reads the result natively.
@@ -380,14 +544,14 @@ enum Builtin {
     Complex,
 }
 
-impl<'de> Machine<'de, '_> {
+impl Machine<'_, '_> {
     #[inline]
-    fn push(&mut self, v: V<'de>) {
+    fn push(&mut self, v: Item) {
         self.stack.push(v);
     }
 
     #[inline]
-    fn pop(&mut self) -> Result<V<'de>> {
+    fn pop(&mut self) -> Result<Item> {
         if self.stack.len() > self.fence {
             Ok(self.stack.pop().expect("above fence"))
         } else {
@@ -396,7 +560,7 @@ impl<'de> Machine<'de, '_> {
     }
 
     #[inline]
-    fn top(&self) -> Result<V<'de>> {
+    fn top(&self) -> Result<Item> {
         if self.stack.len() > self.fence {
             Ok(*self.stack.last().expect("above fence"))
         } else {
@@ -406,7 +570,7 @@ impl<'de> Machine<'de, '_> {
 
     /// The value just below the items from `start` (the container they go into).
     #[inline]
-    fn below(&self, start: usize) -> Result<V<'de>> {
+    fn below(&self, start: usize) -> Result<Item> {
         if start > self.fence {
             Ok(self.stack[start - 1])
         } else {
@@ -423,114 +587,114 @@ impl<'de> Machine<'de, '_> {
         Ok(start)
     }
 
-    /// A str from data `b` read for it.
-    #[inline]
-    fn str_from(&mut self, pos: Pos, b: Bytes<'de, '_>) -> Result<V<'de>> {
-        match b {
-            Bytes::Borrowed(b) => Ok(V::Str(pos, b)),
-            Bytes::Copied(b) => {
-                let (s, e) = self.tape.owned(b);
-                self.tape.add(pos, Obj::Str(s, e))
-            }
-        }
-    }
-
-    #[inline]
-    fn bytes_from(&mut self, pos: Pos, b: Bytes<'de, '_>) -> Result<V<'de>> {
-        match b {
-            Bytes::Borrowed(b) => Ok(V::Bytes(pos, b)),
-            Bytes::Copied(b) => {
-                let (s, e) = self.tape.owned(b);
-                self.tape.add(pos, Obj::Bytes(s, e))
-            }
-        }
-    }
-
-    fn owned_str(&mut self, pos: Pos, b: &[u8]) -> Result<V<'de>> {
+    fn owned_str(&mut self, pos: u64, b: &[u8]) -> Result<Item> {
         let (s, e) = self.tape.owned(b);
         self.tape.add(pos, Obj::Str(s, e))
     }
 
-    fn owned_bytes(&mut self, pos: Pos, b: &[u8]) -> Result<V<'de>> {
+    fn owned_bytes(&mut self, pos: u64, b: &[u8]) -> Result<Item> {
         let (s, e) = self.tape.owned(b);
         self.tape.add(pos, Obj::Bytes(s, e))
     }
 
-    fn int(&mut self, pos: Pos, p: ParsedInt) -> Result<V<'de>> {
+    fn int(&mut self, pos: u64, p: ParsedInt) -> Result<Item> {
         match p {
-            ParsedInt::Small(i) => Ok(V::Int(pos, i)),
+            ParsedInt::Small(i) => self.tape.add(pos, Obj::Int(i)),
             ParsedInt::Big(b) => self.big(pos, &b),
         }
     }
 
-    fn big(&mut self, pos: Pos, b: &BigInt) -> Result<V<'de>> {
+    fn big(&mut self, pos: u64, b: &BigInt) -> Result<Item> {
         let bytes = b.to_signed_bytes_le();
         let (s, e) = self.tape.owned(&bytes);
         self.tape.add(pos, Obj::Long(s, e))
     }
 
-    /// A Python 2 `str`, per the `encoding` option. Text that decodes to itself stays borrowed.
-    fn py2_str(&mut self, pos: Pos, b: Bytes<'de, '_>) -> Result<V<'de>> {
+    /// A Python 2 `str`, per the `encoding` option. Text that decodes to itself stays where it
+    /// is (the item is the opcode's offset).
+    fn py2_str(&mut self, pos: u64, b: &[u8], in_input: bool) -> Result<Item> {
         let enc = self.opts.encoding;
         if enc == Encoding::Bytes {
-            return self.bytes_from(pos, b);
+            return if in_input { Ok(pos) } else { self.owned_bytes(pos, b) };
         }
         let same = match enc {
             Encoding::Ascii | Encoding::Latin1 => b.is_ascii(),
-            Encoding::Utf8 => std::str::from_utf8(&b).is_ok(),
+            Encoding::Utf8 => std::str::from_utf8(b).is_ok(),
             _ => false,
         };
         if same {
-            return self.str_from(pos, b);
+            return if in_input { Ok(pos) } else { self.owned_str(pos, b) };
         }
-        let decoded = codec::decode(&b, enc, self.opts.errors).map_err(|e| bad(e.to_string()))?;
+        let decoded = codec::decode(b, enc, self.opts.errors).map_err(|e| bad(e.to_string()))?;
         self.owned_str(pos, &decoded)
     }
 
-    fn global(&mut self, pos: Pos, module: &str, name: &str) -> Result<V<'de>> {
+    fn global(&mut self, pos: u64, module: &str, name: &str) -> Result<Item> {
         let (module, name) =
             if self.proto < 3 && self.opts.fix_imports { compat::map_py2_global(module, name) } else { (module, name) };
         self.tape.add(pos, Obj::Global(Box::new((module.to_owned(), name.to_owned()))))
     }
 
-    fn chain_of(&self, v: V<'de>) -> Option<Chain> {
-        match v {
-            V::Obj(_, i) => match self.tape.obj(i) {
-                Obj::List(c) | Obj::Tuple(c) | Obj::Set(c) | Obj::FrozenSet(c) => Some(*c),
-                _ => None,
-            },
+    fn obj(&self, v: Item) -> Option<&Obj> {
+        (v & OBJ != 0).then(|| self.tape.obj(v))
+    }
+
+    fn chain_of(&self, v: Item) -> Option<Chain> {
+        match self.obj(v)? {
+            Obj::List(c) | Obj::Tuple(c) | Obj::Set(c) | Obj::FrozenSet(c) => Some(*c),
             _ => None,
         }
     }
 
-    fn tuple_of(&self, v: V<'de>) -> Option<Chain> {
-        match v {
-            V::Obj(_, i) => match self.tape.obj(i) {
-                Obj::Tuple(c) => Some(*c),
-                _ => None,
-            },
+    fn tuple_of(&self, v: Item) -> Option<Chain> {
+        match self.obj(v)? {
+            Obj::Tuple(c) => Some(*c),
             _ => None,
         }
     }
 
-    fn text_of(&self, v: V<'de>) -> Option<&[u8]> {
-        match v {
-            V::Str(_, b) => Some(b),
-            V::Obj(_, i) => match self.tape.obj(i) {
-                Obj::Str(s, e) => Some(self.tape.data(*s, *e)),
-                _ => None,
-            },
+    fn dict_of(&self, v: Item) -> Option<Chain> {
+        match self.obj(v)? {
+            Obj::Dict(c) => Some(*c),
             _ => None,
         }
     }
 
-    fn is_callable(&self, v: V<'de>) -> bool {
-        matches!(v, V::Obj(_, i) if matches!(self.tape.obj(i), Obj::Global(_) | Obj::Instance(_) | Obj::Unsupported(_)))
+    /// The text of a str item (a copy).
+    fn text_of(&self, v: Item) -> Option<Vec<u8>> {
+        if v & OBJ != 0 {
+            return match self.tape.obj(v) {
+                Obj::Str(s, e) => Some(self.tape.data(*s, *e).to_vec()),
+                _ => None,
+            };
+        }
+        let of = |b: &[u8]| match scalar(b, v as usize, self.tape.py2_bytes) {
+            Scalar::Str(s) => Some(s.to_vec()),
+            _ => None,
+        };
+        match &self.input {
+            Input::Slice(b) => of(b),
+            Input::Record(r) => of(&r.borrow()),
+        }
     }
 
-    fn builtin(&self, callable: V<'de>) -> Option<Builtin> {
-        let V::Obj(_, i) = callable else { return None };
-        let Obj::Global(g) = self.tape.obj(i) else { return None };
+    fn is_bytes(&self, v: Item) -> bool {
+        if v & OBJ != 0 {
+            return matches!(self.tape.obj(v), Obj::Bytes(..));
+        }
+        let of = |b: &[u8]| matches!(scalar(b, v as usize, self.tape.py2_bytes), Scalar::Bytes(_));
+        match &self.input {
+            Input::Slice(b) => of(b),
+            Input::Record(r) => of(&r.borrow()),
+        }
+    }
+
+    fn is_callable(&self, v: Item) -> bool {
+        matches!(self.obj(v), Some(Obj::Global(_) | Obj::Instance(_) | Obj::Unsupported(_)))
+    }
+
+    fn builtin(&self, callable: Item) -> Option<Builtin> {
+        let Some(Obj::Global(g)) = self.obj(callable) else { return None };
         Some(match (g.0.as_str(), g.1.as_str()) {
             ("builtins", "set") => Builtin::Set,
             ("builtins", "frozenset") => Builtin::FrozenSet,
@@ -543,75 +707,43 @@ impl<'de> Machine<'de, '_> {
         })
     }
 
-    fn instance(&mut self, pos: Pos, callable: V<'de>, args: V<'de>) -> Result<V<'de>> {
+    fn instance(&mut self, pos: u64, callable: Item, args: Item) -> Result<Item> {
         let inst = Inst { callable, args, state: None, list: Chain::EMPTY, dict: Chain::EMPTY };
         self.tape.add(pos, Obj::Instance(Box::new(inst)))
     }
 
     /// A str encoded as Latin-1 (`_codecs.encode(s, 'latin1')`, `bytearray(s, 'latin-1')`).
-    fn latin1(&self, s: V<'de>, enc: V<'de>) -> Option<Vec<u8>> {
-        let enc = std::str::from_utf8(self.text_of(enc)?).ok()?;
-        if Encoding::from_name(enc) != Some(Encoding::Latin1) {
+    fn latin1(&self, s: Item, enc: Item) -> Option<Vec<u8>> {
+        let enc = String::from_utf8(self.text_of(enc)?).ok()?;
+        if Encoding::from_name(&enc) != Some(Encoding::Latin1) {
             return None;
         }
-        let s = std::str::from_utf8(self.text_of(s)?).ok()?;
+        let s = String::from_utf8(self.text_of(s)?).ok()?;
         s.chars().map(|c| u8::try_from(c as u32).ok()).collect()
     }
 
     /// `callable(*args)`: the builtins serde reads natively, else an instance.
-    fn reduce(&mut self, pos: Pos, callable: V<'de>, args: V<'de>) -> Result<V<'de>> {
+    fn reduce(&mut self, pos: u64, callable: Item, args: Item) -> Result<Item> {
         if !self.is_callable(callable) {
             return Err(bad("REDUCE needs a callable (a class or function)"));
         }
         let Some(arg_chain) = self.tuple_of(args) else {
             return Err(bad("argument list must be a tuple"));
         };
-        let argv: Vec<V<'de>> = self.tape.iter(&arg_chain).collect();
+        let argv: Vec<Item> = self.tape.iter(&arg_chain).collect();
         let native = match (self.builtin(callable), argv.as_slice()) {
             (Some(Builtin::Set), []) => Some(Obj::Set(Chain::EMPTY)),
             (Some(Builtin::FrozenSet), []) => Some(Obj::FrozenSet(Chain::EMPTY)),
             (Some(Builtin::Set), [items]) => self.chain_of(*items).map(Obj::Set),
             (Some(Builtin::FrozenSet), [items]) => self.chain_of(*items).map(Obj::FrozenSet),
-            (Some(Builtin::ByteArray | Builtin::Bytes), []) => return Ok(V::Bytes(pos, &[])),
-            (Some(Builtin::ByteArray), [b @ (V::Bytes(..) | V::Obj(..))]) => match *b {
-                V::Bytes(_, data) => return Ok(V::Bytes(pos, data)),
-                V::Obj(_, i) if matches!(self.tape.obj(i), Obj::Bytes(..)) => return Ok(*b),
-                _ => None,
-            },
+            (Some(Builtin::ByteArray | Builtin::Bytes), []) => Some(Obj::Bytes(0, 0)),
+            (Some(Builtin::ByteArray), [b]) if self.is_bytes(*b) => return Ok(*b),
             (Some(Builtin::ByteArray | Builtin::Encode), [s, enc]) => match self.latin1(*s, *enc) {
                 Some(data) => return self.owned_bytes(pos, &data),
                 None => None,
             },
             (Some(Builtin::Complex), _) => Some(Obj::Unsupported("complex")),
-            (Some(Builtin::Reconstructor), [cls, base, state]) => {
-                // copyreg._reconstructor(cls, base, state): a plain instance below protocol 2.
-                let base_name = match base {
-                    V::Obj(_, i) => match self.tape.obj(*i) {
-                        Obj::Global(g) if g.0 == "builtins" => Some(g.1.clone()),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let mut inst =
-                    Inst { callable: *cls, args: V::None(pos), state: None, list: Chain::EMPTY, dict: Chain::EMPTY };
-                match (base_name.as_deref(), *state) {
-                    (Some("object"), V::None(_)) => inst.args = self.tape.add(pos, Obj::Tuple(Chain::EMPTY))?,
-                    (Some("tuple"), st) if self.tuple_of(st).is_some() => inst.args = st,
-                    (Some("list"), st) if self.chain_of(st).is_some() => {
-                        inst.list = self.chain_of(st).expect("checked")
-                    }
-                    (Some("dict"), V::Obj(_, i)) if matches!(self.tape.obj(i), Obj::Dict(_)) => {
-                        let Obj::Dict(c) = self.tape.obj(i) else { unreachable!() };
-                        inst.dict = *c;
-                    }
-                    _ => {
-                        let mut c = Chain::EMPTY;
-                        self.tape.link(&mut c, &[*state])?;
-                        inst.args = self.tape.add(pos, Obj::Tuple(c))?;
-                    }
-                }
-                return self.tape.add(pos, Obj::Instance(Box::new(inst)));
-            }
+            (Some(Builtin::Reconstructor), [cls, base, state]) => return self.reconstructor(pos, *cls, *base, *state),
             _ => None,
         };
         match native {
@@ -620,17 +752,53 @@ impl<'de> Machine<'de, '_> {
         }
     }
 
-    fn append(&mut self, target: V<'de>, items: &[V<'de>]) -> Result<()> {
-        let V::Obj(_, i) = target else {
-            return Err(bad("APPEND needs a list"));
+    /// `copyreg._reconstructor(cls, base, state)`: how protocols 0 and 1 write a plain instance
+    /// (base `object`) or an instance of a builtin type's subclass.
+    fn reconstructor(&mut self, pos: u64, cls: Item, base: Item, state: Item) -> Result<Item> {
+        let base_name = match self.obj(base) {
+            Some(Obj::Global(g)) if g.0 == "builtins" => Some(g.1.clone()),
+            _ => None,
         };
-        let mut chain = match &self.tape.objs[i as usize] {
+        let mut inst = Inst { callable: cls, args: 0, state: None, list: Chain::EMPTY, dict: Chain::EMPTY };
+        let none = self.obj(state).is_none() && {
+            let of = |b: &[u8]| matches!(scalar(b, state as usize, false), Scalar::None);
+            match &self.input {
+                Input::Slice(b) => of(b),
+                Input::Record(r) => of(&r.borrow()),
+            }
+        };
+        match base_name.as_deref() {
+            Some("object") if none => inst.args = self.tape.add(pos, Obj::Tuple(Chain::EMPTY))?,
+            Some("tuple") if self.tuple_of(state).is_some() => inst.args = state,
+            Some("list") if self.chain_of(state).is_some() => {
+                inst.list = self.chain_of(state).expect("checked");
+                inst.args = self.tape.add(pos, Obj::Tuple(Chain::EMPTY))?;
+            }
+            Some("dict") if self.dict_of(state).is_some() => {
+                inst.dict = self.dict_of(state).expect("checked");
+                inst.args = self.tape.add(pos, Obj::Tuple(Chain::EMPTY))?;
+            }
+            _ => {
+                let mut c = Chain::EMPTY;
+                self.tape.link(&mut c, &[state])?;
+                inst.args = self.tape.add(pos, Obj::Tuple(c))?;
+            }
+        }
+        self.tape.add(pos, Obj::Instance(Box::new(inst)))
+    }
+
+    fn append(&mut self, target: Item, items: &[Item]) -> Result<()> {
+        if target & OBJ == 0 {
+            return Err(bad("APPEND needs a list"));
+        }
+        let i = (target & !OBJ) as usize;
+        let mut chain = match &self.tape.objs[i] {
             Obj::List(c) => *c,
             Obj::Instance(inst) => inst.list,
             _ => return Err(bad("APPEND needs a list")),
         };
         self.tape.link(&mut chain, items)?;
-        match &mut self.tape.objs[i as usize] {
+        match &mut self.tape.objs[i] {
             Obj::List(c) => *c = chain,
             Obj::Instance(inst) => inst.list = chain,
             _ => unreachable!(),
@@ -638,17 +806,18 @@ impl<'de> Machine<'de, '_> {
         Ok(())
     }
 
-    fn set_items(&mut self, target: V<'de>, items: &[V<'de>]) -> Result<()> {
-        let V::Obj(_, i) = target else {
+    fn set_items(&mut self, target: Item, items: &[Item]) -> Result<()> {
+        if target & OBJ == 0 {
             return Err(bad("SETITEM needs a dict"));
-        };
-        let mut chain = match &self.tape.objs[i as usize] {
+        }
+        let i = (target & !OBJ) as usize;
+        let mut chain = match &self.tape.objs[i] {
             Obj::Dict(c) => *c,
             Obj::Instance(inst) => inst.dict,
             _ => return Err(bad("SETITEM needs a dict")),
         };
         self.tape.link(&mut chain, items)?;
-        match &mut self.tape.objs[i as usize] {
+        match &mut self.tape.objs[i] {
             Obj::Dict(c) => *c = chain,
             Obj::Instance(inst) => inst.dict = chain,
             _ => unreachable!(),
@@ -656,48 +825,46 @@ impl<'de> Machine<'de, '_> {
         Ok(())
     }
 
-    fn add_items(&mut self, target: V<'de>, items: &[V<'de>]) -> Result<()> {
-        let V::Obj(_, i) = target else {
+    fn add_items(&mut self, target: Item, items: &[Item]) -> Result<()> {
+        let Some(Obj::Set(c)) = self.obj(target) else {
             return Err(bad("ADDITEMS needs a set"));
         };
-        let mut chain = match &self.tape.objs[i as usize] {
-            Obj::Set(c) => *c,
-            _ => return Err(bad("ADDITEMS needs a set")),
-        };
+        let mut chain = *c;
         self.tape.link(&mut chain, items)?;
-        self.tape.objs[i as usize] = Obj::Set(chain);
+        self.tape.objs[(target & !OBJ) as usize] = Obj::Set(chain);
         Ok(())
     }
 
-    fn build(&mut self, target: V<'de>, state: V<'de>) -> Result<()> {
-        let trivial = match state {
-            V::None(_) => true,
-            V::Obj(_, i) => matches!(self.tape.obj(i), Obj::Dict(c) if c.total == 0),
-            _ => false,
+    fn build(&mut self, target: Item, state: Item) -> Result<()> {
+        let trivial = match self.obj(state) {
+            Some(Obj::Dict(c)) => c.total == 0,
+            Some(_) => false,
+            None => {
+                let of = |b: &[u8]| matches!(scalar(b, state as usize, false), Scalar::None);
+                match &self.input {
+                    Input::Slice(b) => of(b),
+                    Input::Record(r) => of(&r.borrow()),
+                }
+            }
         };
-        let V::Obj(_, i) = target else {
+        if target & OBJ == 0 {
             return if trivial { Ok(()) } else { Err(bad("BUILD needs an instance")) };
-        };
-        let prev = match &mut self.tape.objs[i as usize] {
+        }
+        let i = (target & !OBJ) as usize;
+        let prev = match &mut self.tape.objs[i] {
             Obj::Instance(inst) => inst.state.replace(state),
             _ if trivial => return Ok(()),
             _ => return Err(bad("BUILD needs an instance")),
         };
         // A second BUILD with dict states updates the first, as `__dict__.update` would.
-        let dict = |m: &Self, v: V<'de>| match v {
-            V::Obj(_, i) => match m.tape.obj(i) {
-                Obj::Dict(c) => Some(*c),
-                _ => None,
-            },
-            _ => None,
-        };
         if let Some(prev) = prev {
-            if let (Some(old), Some(new)) = (dict(self, prev), dict(self, state)) {
+            if let (Some(old), Some(new)) = (self.dict_of(prev), self.dict_of(state)) {
                 let mut merged = Chain::EMPTY;
-                let items: Vec<V<'de>> = self.tape.iter(&old).chain(self.tape.iter(&new)).collect();
+                let items: Vec<Item> = self.tape.iter(&old).chain(self.tape.iter(&new)).collect();
                 self.tape.link(&mut merged, &items)?;
-                let d = self.tape.add(Pos::new(prev.pos()), Obj::Dict(merged))?;
-                if let Obj::Instance(inst) = &mut self.tape.objs[i as usize] {
+                let pos = self.tape.pos(prev);
+                let d = self.tape.add(pos, Obj::Dict(merged))?;
+                if let Obj::Instance(inst) = &mut self.tape.objs[i] {
                     inst.state = Some(d);
                 }
             }
@@ -719,44 +886,52 @@ impl<'de> Machine<'de, '_> {
         s.parse::<u64>().map_err(|_| bad(format!("invalid {what} argument: {s:?}")))
     }
 
-    /// Items above the innermost mark, moved off the stack.
+    /// Moves the stack's items from `start` into a new container object.
     #[inline]
-    fn marked(&mut self) -> Result<usize> {
-        self.pop_mark()
+    fn collect(&mut self, pos: u64, start: usize, make: fn(Chain) -> Obj) -> Result<Item> {
+        let mut c = Chain::EMPTY;
+        self.tape.link(&mut c, &self.stack[start..])?;
+        self.stack.truncate(start);
+        self.tape.add(pos, make(c))
     }
 
-    /// Builds a tuple of the stack's items from `start`.
+    /// Links the stack's items from `start` into the container below them.
     #[inline]
-    fn tuple_from(&mut self, pos: Pos, start: usize) -> Result<V<'de>> {
-        let mut c = Chain::EMPTY;
-        let tape = &mut self.tape;
-        tape.link(&mut c, &self.stack[start..])?;
+    fn extend(&mut self, start: usize, f: fn(&mut Self, Item, &[Item]) -> Result<()>) -> Result<()> {
+        let target = self.below(start)?;
+        let items = std::mem::take(&mut self.stack);
+        let res = f(self, target, &items[start..]);
+        self.stack = items;
         self.stack.truncate(start);
-        self.tape.add(pos, Obj::Tuple(c))
+        res
     }
 
     /// Executes one opcode; `Ok(false)` at STOP.
     #[inline]
-    fn step<R: Read<'de>>(&mut self, r: &mut R, op: Opcode, pos: Pos) -> Result<bool> {
+    fn step<'de, R: Read<'de>>(&mut self, r: &mut R, op: Opcode, pos: u64) -> Result<bool> {
         use Opcode::*;
         match op {
             BinInt1 => {
-                let v = r.read_byte()?;
-                self.push(V::Int(pos, v as i64));
+                r.read_byte()?;
+                self.push(pos);
             }
             BinInt2 => {
-                let v = read_u16(r)?;
-                self.push(V::Int(pos, v as i64));
+                r.read_exact(2)?;
+                self.push(pos);
             }
-            BinInt => {
-                let v = read_i32(r)?;
-                self.push(V::Int(pos, v as i64));
+            BinInt | BinFloat => {
+                r.read_exact(if op == BinInt { 4 } else { 8 })?;
+                self.push(pos);
             }
-            ShortBinUnicode | BinUnicode | BinUnicode8 => {
+            ShortBinUnicode | ShortBinBytes | Long1 => {
+                let n = r.read_byte()? as usize;
+                r.read_exact(n)?;
+                self.push(pos);
+            }
+            BinUnicode | BinUnicode8 | BinBytes | BinBytes8 | ByteArray8 | Long4 => {
                 let n = read_len(r, op)?;
-                let b = r.read_exact(n)?;
-                let v = self.str_from(pos, b)?;
-                self.push(v);
+                r.read_exact(n)?;
+                self.push(pos);
             }
             Memoize => {
                 let v = self.top()?;
@@ -788,13 +963,7 @@ impl<'de> Machine<'de, '_> {
                 self.marks.push(self.stack.len());
                 self.fence = self.stack.len();
             }
-            BinFloat => {
-                let f = read_f64(r)?;
-                self.push(V::Float(pos, f));
-            }
-            NewTrue => self.push(V::Bool(pos, true)),
-            NewFalse => self.push(V::Bool(pos, false)),
-            None => self.push(V::None(pos)),
+            NewTrue | NewFalse | None => self.push(pos),
             EmptyList => {
                 let v = self.tape.add(pos, TObj::List(Chain::EMPTY))?;
                 self.push(v);
@@ -812,13 +981,8 @@ impl<'de> Machine<'de, '_> {
                 self.push(v);
             }
             Appends => {
-                let start = self.marked()?;
-                let target = self.below(start)?;
-                let items = std::mem::take(&mut self.stack);
-                let res = self.append(target, &items[start..]);
-                self.stack = items;
-                self.stack.truncate(start);
-                res?;
+                let start = self.pop_mark()?;
+                self.extend(start, Self::append)?;
             }
             Append => {
                 let item = self.pop()?;
@@ -826,16 +990,11 @@ impl<'de> Machine<'de, '_> {
                 self.append(target, &[item])?;
             }
             SetItems => {
-                let start = self.marked()?;
+                let start = self.pop_mark()?;
                 if (self.stack.len() - start) % 2 != 0 {
                     return Err(bad("odd number of items for SETITEMS"));
                 }
-                let target = self.below(start)?;
-                let items = std::mem::take(&mut self.stack);
-                let res = self.set_items(target, &items[start..]);
-                self.stack = items;
-                self.stack.truncate(start);
-                res?;
+                self.extend(start, Self::set_items)?;
             }
             SetItem => {
                 let value = self.pop()?;
@@ -844,13 +1003,8 @@ impl<'de> Machine<'de, '_> {
                 self.set_items(target, &[key, value])?;
             }
             AddItems => {
-                let start = self.marked()?;
-                let target = self.below(start)?;
-                let items = std::mem::take(&mut self.stack);
-                let res = self.add_items(target, &items[start..]);
-                self.stack = items;
-                self.stack.truncate(start);
-                res?;
+                let start = self.pop_mark()?;
+                self.extend(start, Self::add_items)?;
             }
             Tuple1 | Tuple2 | Tuple3 => {
                 let n = (op as u8 - Tuple1 as u8 + 1) as usize;
@@ -858,39 +1012,25 @@ impl<'de> Machine<'de, '_> {
                     return Err(underflow());
                 }
                 let start = self.stack.len() - n;
-                let v = self.tuple_from(pos, start)?;
+                let v = self.collect(pos, start, TObj::Tuple)?;
                 self.push(v);
             }
-            Tuple => {
-                let start = self.marked()?;
-                let v = self.tuple_from(pos, start)?;
-                self.push(v);
-            }
-            List => {
-                let start = self.marked()?;
-                let mut c = Chain::EMPTY;
-                self.tape.link(&mut c, &self.stack[start..])?;
-                self.stack.truncate(start);
-                let v = self.tape.add(pos, TObj::List(c))?;
+            Tuple | List | FrozenSet => {
+                let start = self.pop_mark()?;
+                let make = match op {
+                    Tuple => TObj::Tuple,
+                    List => TObj::List,
+                    _ => TObj::FrozenSet,
+                };
+                let v = self.collect(pos, start, make)?;
                 self.push(v);
             }
             Dict => {
-                let start = self.marked()?;
+                let start = self.pop_mark()?;
                 if (self.stack.len() - start) % 2 != 0 {
                     return Err(bad("odd number of items for DICT"));
                 }
-                let mut c = Chain::EMPTY;
-                self.tape.link(&mut c, &self.stack[start..])?;
-                self.stack.truncate(start);
-                let v = self.tape.add(pos, TObj::Dict(c))?;
-                self.push(v);
-            }
-            FrozenSet => {
-                let start = self.marked()?;
-                let mut c = Chain::EMPTY;
-                self.tape.link(&mut c, &self.stack[start..])?;
-                self.stack.truncate(start);
-                let v = self.tape.add(pos, TObj::FrozenSet(c))?;
+                let v = self.collect(pos, start, TObj::Dict)?;
                 self.push(v);
             }
             Stop => return Ok(false),
@@ -915,13 +1055,14 @@ impl<'de> Machine<'de, '_> {
                     FloatError::Invalid => bad("could not convert string to float"),
                     FloatError::Overflow => bad("float overflow"),
                 })?;
-                self.push(V::Float(pos, f));
+                let v = self.tape.add(pos, TObj::Float(f))?;
+                self.push(v);
             }
             Int => {
                 let line = r.read_line()?;
                 let v = match &*line {
-                    b"00" => V::Bool(pos, false),
-                    b"01" => V::Bool(pos, true),
+                    b"00" => self.tape.add(pos, TObj::Bool(false))?,
+                    b"01" => self.tape.add(pos, TObj::Bool(true))?,
                     l => {
                         let p = text::parse_int(l).ok_or_else(|| bad("invalid literal for int() with base 0"))?;
                         self.int(pos, p)?
@@ -935,24 +1076,6 @@ impl<'de> Machine<'de, '_> {
                 let v = self.int(pos, p)?;
                 self.push(v);
             }
-            Long1 | Long4 => {
-                let n = read_len(r, op)?;
-                let b = r.read_exact(n)?;
-                let v = if b.len() <= 8 {
-                    let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
-                    buf[..b.len()].copy_from_slice(&b);
-                    V::Int(pos, i64::from_le_bytes(buf))
-                } else {
-                    match b {
-                        Bytes::Borrowed(b) => V::Long(pos, b),
-                        Bytes::Copied(b) => {
-                            let (s, e) = self.tape.owned(b);
-                            self.tape.add(pos, TObj::Long(s, e))?
-                        }
-                    }
-                };
-                self.push(v);
-            }
             String => {
                 let line = r.read_line()?;
                 let quoted = line.len() >= 2 && line[0] == line[line.len() - 1] && matches!(line[0], b'"' | b'\'');
@@ -960,25 +1083,19 @@ impl<'de> Machine<'de, '_> {
                     return Err(bad("the STRING opcode argument must be quoted"));
                 }
                 let raw = text::escape_decode(&line[1..line.len() - 1]).map_err(bad)?;
-                let v = self.py2_str(pos, Bytes::Copied(&raw))?;
+                let v = self.py2_str(pos, &raw, false)?;
                 self.push(v);
             }
             BinString | ShortBinString => {
                 let n = read_len(r, op)?;
-                let b = r.read_exact(n)?;
-                let v = self.py2_str(pos, b)?;
+                let b = r.read_exact(n)?.to_vec();
+                let v = self.py2_str(pos, &b, true)?;
                 self.push(v);
             }
             Unicode => {
                 let line = r.read_line()?;
                 let decoded = text::raw_unicode_escape_decode(&line).map_err(bad)?;
                 let v = self.owned_str(pos, &decoded)?;
-                self.push(v);
-            }
-            BinBytes | ShortBinBytes | BinBytes8 | ByteArray8 => {
-                let n = read_len(r, op)?;
-                let b = r.read_exact(n)?;
-                let v = self.bytes_from(pos, b)?;
                 self.push(v);
             }
             NextBuffer => {
@@ -1005,8 +1122,8 @@ impl<'de> Machine<'de, '_> {
                     .map_err(|_| bad("GLOBAL name is not UTF-8"))?;
                 let class = self.global(pos, &module, &name)?;
                 let v = if op == Inst {
-                    let start = self.marked()?;
-                    let args = self.tuple_from(pos, start)?;
+                    let start = self.pop_mark()?;
+                    let args = self.collect(pos, start, TObj::Tuple)?;
                     self.instance(pos, class, args)?
                 } else {
                     class
@@ -1019,8 +1136,8 @@ impl<'de> Machine<'de, '_> {
                 let (Some(m), Some(n)) = (self.text_of(module), self.text_of(name)) else {
                     return Err(bad("STACK_GLOBAL requires str"));
                 };
-                let m = std::string::String::from_utf8_lossy(m).into_owned();
-                let n = std::string::String::from_utf8_lossy(n).into_owned();
+                let m = std::string::String::from_utf8_lossy(&m).into_owned();
+                let n = std::string::String::from_utf8_lossy(&n).into_owned();
                 let v = self.global(pos, &m, &n)?;
                 self.push(v);
             }
@@ -1031,17 +1148,20 @@ impl<'de> Machine<'de, '_> {
                 self.push(v);
             }
             Obj => {
-                let start = self.marked()?;
+                let start = self.pop_mark()?;
                 if self.stack.len() == start {
                     return Err(underflow());
                 }
                 let class = self.stack[start];
-                let args = self.tuple_from(pos, start + 1)?;
+                let args = self.collect(pos, start + 1, TObj::Tuple)?;
                 self.stack.truncate(start);
                 let v = self.instance(pos, class, args)?;
                 self.push(v);
             }
-            NewObj => {
+            NewObj | NewObjEx => {
+                if op == NewObjEx {
+                    self.pop()?;
+                }
                 let args = self.pop()?;
                 let class = self.pop()?;
                 if !self.is_callable(class) {
@@ -1049,19 +1169,6 @@ impl<'de> Machine<'de, '_> {
                 }
                 if self.tuple_of(args).is_none() {
                     return Err(bad("NEWOBJ expected an arg tuple."));
-                }
-                let v = self.instance(pos, class, args)?;
-                self.push(v);
-            }
-            NewObjEx => {
-                let _kwargs = self.pop()?;
-                let args = self.pop()?;
-                let class = self.pop()?;
-                if !self.is_callable(class) {
-                    return Err(bad("NEWOBJ_EX class argument must be a type"));
-                }
-                if self.tuple_of(args).is_none() {
-                    return Err(bad("NEWOBJ_EX args argument must be a tuple"));
                 }
                 let v = self.instance(pos, class, args)?;
                 self.push(v);
