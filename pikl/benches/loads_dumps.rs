@@ -6,6 +6,7 @@
 //! `cargo bench -p pikl --bench loads_dumps -- loads/records`. Times are the process's CPU time
 //! (see [`CpuTime`]); `PIKL_BENCH_WALL=1` measures wall time instead.
 
+use std::cell::OnceCell;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -129,20 +130,27 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
         let Case { name, protocol, ref data, large } = *case;
         let id = |lib: &str| BenchmarkId::new(lib, format!("p{protocol}"));
 
-        // Both readers must agree the file is readable before anything is timed.
-        let loaded = pikl::loads(data).unwrap_or_else(|e| panic!("pikl cannot load {name}.p{protocol}: {e}"));
-        let serde_value = match serde_pickle::value_from_slice(data, serde_pickle::DeOptions::new()) {
-            Ok(v) => Some(v),
+        // What serde-pickle can read and write, found before anything is timed. Its values are
+        // not kept alive while pikl is timed: a heap full of another library's small
+        // allocations slows every allocator-bound loads several times (see BENCHMARKS.md).
+        let serde_ok = match serde_pickle::value_from_slice(data, serde_pickle::DeOptions::new()) {
+            Ok(v) => match serde_pickle::value_to_vec(&v, serde_pickle::SerOptions::new()) {
+                Ok(_) => (true, true),
+                Err(e) => {
+                    eprintln!("serde-pickle cannot dump {name}.p{protocol}: {e}");
+                    (true, false)
+                }
+            },
             Err(e) => {
                 eprintln!("serde-pickle cannot load {name}.p{protocol}: {e}");
-                None
+                (false, false)
             }
         };
 
         let mut g = configure(c, &format!("loads/{name}"), large);
         g.throughput(Throughput::Bytes(data.len() as u64));
         g.bench_function(id("pikl"), |b| b.iter(|| pikl::loads(black_box(data)).expect("loads")));
-        if serde_value.is_some() {
+        if serde_ok.0 {
             g.bench_function(id("serde_pickle"), |b| {
                 b.iter(|| {
                     serde_pickle::value_from_slice(black_box(data), serde_pickle::DeOptions::new()).expect("loads")
@@ -151,19 +159,24 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
         }
         g.finish();
 
+        // Each library's value is built only when its benchmark runs (not when filtered out)
+        // and dropped before the other's.
         let mut g = configure(c, &format!("dumps/{name}"), large);
         g.throughput(Throughput::Bytes(data.len() as u64));
+        let loaded = OnceCell::new();
         g.bench_function(id("pikl"), |b| {
-            b.iter(|| pikl::dumps(&loaded.graph, black_box(loaded.root), Some(i32::from(protocol))).expect("dumps"))
+            let l = loaded.get_or_init(|| pikl::loads(data).expect("loads"));
+            b.iter(|| pikl::dumps(&l.graph, black_box(l.root), Some(i32::from(protocol))).expect("dumps"))
         });
-        if let Some(v) = &serde_value {
-            if let Err(e) = serde_pickle::value_to_vec(v, serde_pickle::SerOptions::new()) {
-                eprintln!("serde-pickle cannot dump {name}.p{protocol}: {e}");
-            } else {
-                g.bench_function(id("serde_pickle"), |b| {
-                    b.iter(|| serde_pickle::value_to_vec(black_box(v), serde_pickle::SerOptions::new()).expect("dumps"))
+        drop(loaded);
+        if serde_ok.1 {
+            let value = OnceCell::new();
+            g.bench_function(id("serde_pickle"), |b| {
+                let v = value.get_or_init(|| {
+                    serde_pickle::value_from_slice(data, serde_pickle::DeOptions::new()).expect("loads")
                 });
-            }
+                b.iter(|| serde_pickle::value_to_vec(black_box(v), serde_pickle::SerOptions::new()).expect("dumps"))
+            });
         }
         g.finish();
     }
