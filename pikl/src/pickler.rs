@@ -183,13 +183,6 @@ enum Task<'g> {
         fold_byte: usize,
         rest: &'g [Value],
     },
-    /// After a default reduction's NEWOBJ: memoize, then base and own items, then state.
-    DefaultEnd {
-        key: Key,
-        inst: &'g Instance,
-        list: &'g [Value],
-        dict: &'g [(Value, Value)],
-    },
     /// After a tuple's items: TUPLE / TUPLEn, or POP(_MARK) + GET if it turned up in the memo.
     TupleEnd {
         key: Key,
@@ -197,12 +190,14 @@ enum Task<'g> {
         marked: bool,
     },
     FrozenSetEnd(Key),
-    /// After a REDUCE / NEWOBJ: memoize (or POP + GET if recursive), then items and state.
+    /// After a REDUCE / NEWOBJ: memoize (or POP + GET if recursive), then the items of a base
+    /// type (`list`, `dict`), the instance's own items if `own`, and the state.
     ReduceEnd {
         key: Key,
         inst: &'g Instance,
         list: &'g [Value],
         dict: &'g [(Value, Value)],
+        own: bool,
     },
     Appends {
         items: &'g [Value],
@@ -410,33 +405,6 @@ impl<'h, W: Write> Pickler<'h, W> {
                     items.extend(rest.iter().map(|&v| TupleItem::Value(v)));
                     self.push_tuple_of(&mut tasks, items);
                 }
-                Task::DefaultEnd { key, inst, list, dict } => {
-                    if let Key::Obj(id) = key {
-                        if let Some(n) = self.reducing.get_mut(&id) {
-                            *n -= 1;
-                        }
-                    }
-                    if self.memo.get(&key).is_some() {
-                        self.out.write_byte(Op::Pop as u8);
-                        self.get(&key);
-                        continue;
-                    }
-                    self.put(Some(key));
-                    self.push_state(inst, key, &mut tasks);
-                    // The base's items first, then any recorded on the instance itself.
-                    if !std::ptr::eq(&inst.dict_items[..], dict) && !inst.dict_items.is_empty() {
-                        tasks.push(Task::SetItems { items: &inst.dict_items, batching: Batching::Iter });
-                    }
-                    if !dict.is_empty() {
-                        tasks.push(Task::SetItems { items: dict, batching: Batching::Iter });
-                    }
-                    if !std::ptr::eq(&inst.list_items[..], list) && !inst.list_items.is_empty() {
-                        tasks.push(Task::Appends { items: &inst.list_items, batching: Batching::Iter });
-                    }
-                    if !list.is_empty() {
-                        tasks.push(Task::Appends { items: list, batching: Batching::Iter });
-                    }
-                }
                 Task::FreshList(items) => {
                     self.out.boundary()?;
                     if self.proto >= 1 {
@@ -494,7 +462,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                         self.put(Some(key));
                     }
                 }
-                Task::ReduceEnd { key, inst, list, dict } => {
+                Task::ReduceEnd { key, inst, list, dict, own } => {
                     if let Key::Obj(id) = key {
                         if let Some(n) = self.reducing.get_mut(&id) {
                             *n -= 1;
@@ -507,8 +475,15 @@ impl<'h, W: Write> Pickler<'h, W> {
                     }
                     self.put(Some(key));
                     self.push_state(inst, key, &mut tasks);
+                    // listitems then dictitems (a base type's first, then the instance's own).
+                    if own && !inst.dict_items.is_empty() {
+                        tasks.push(Task::SetItems { items: &inst.dict_items, batching: Batching::Iter });
+                    }
                     if !dict.is_empty() {
                         tasks.push(Task::SetItems { items: dict, batching: Batching::Iter });
+                    }
+                    if own && !inst.list_items.is_empty() {
+                        tasks.push(Task::Appends { items: &inst.list_items, batching: Batching::Iter });
                     }
                     if !list.is_empty() {
                         tasks.push(Task::Appends { items: list, batching: Batching::Iter });
@@ -1144,7 +1119,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             return self.save_default_reduce(g, inst, key, plan, tasks);
         }
         let obj_id = id;
-        tasks.push(Task::ReduceEnd { key, inst, list: &inst.list_items, dict: &inst.dict_items });
+        tasks.push(Task::ReduceEnd { key, inst, list: &[], dict: &[], own: true });
         match inst.construct {
             Construct::NewObjEx if self.proto >= 4 => {
                 tasks.push(Task::Op(Op::NewObjEx as u8));
@@ -1221,11 +1196,8 @@ impl<'h, W: Write> Pickler<'h, W> {
         plan: DefaultReduce<'g>,
         tasks: &mut Vec<Task<'g>>,
     ) -> Result<()> {
-        let _ = g;
         if self.proto >= 2 {
-            let dict = if plan.dict.is_empty() { &inst.dict_items[..] } else { plan.dict };
-            let list = if plan.list.is_empty() { &inst.list_items[..] } else { plan.list };
-            tasks.push(Task::DefaultEnd { key, inst, list, dict });
+            tasks.push(Task::ReduceEnd { key, inst, list: plan.list, dict: plan.dict, own: true });
             tasks.push(Task::Op(Op::NewObj as u8));
             match plan.newargs {
                 NewArgs::Node(v) => tasks.push(fresh_args(g, v)),
@@ -1246,7 +1218,8 @@ impl<'h, W: Write> Pickler<'h, W> {
             },
             NewArgs::Items(items) => items,
         };
-        tasks.push(Task::ReduceEnd { key, inst, list: &[], dict: &[] });
+        // The instance's items went into `base(obj)`.
+        tasks.push(Task::ReduceEnd { key, inst, list: &[], dict: &[], own: false });
         tasks.push(Task::Op(Op::Reduce as u8));
         let (base, state): (&'static str, TupleItem<'g>) = if !list.is_empty() {
             ("list", TupleItem::List(list))

@@ -705,6 +705,20 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.add(Object::Instance(Box::new(Instance::new(callable, construct, args, kwargs))))
     }
 
+    /// Applies `op` to the object just below the mark at `start` with the items above it
+    /// (APPENDS, SETITEMS, ADDITEMS), then drops those items; no temporary vector.
+    fn apply_marked(&mut self, start: usize, op: fn(&mut Self, Value, &[Value]) -> Result<()>) -> Result<()> {
+        if start <= self.fence {
+            return Err(underflow_msg(!self.marks.is_empty()));
+        }
+        let target = self.stack[start - 1];
+        let stack = std::mem::take(&mut self.stack);
+        let res = op(self, target, &stack[start..]);
+        self.stack = stack;
+        self.stack.truncate(start);
+        res
+    }
+
     fn append(&mut self, target: Value, items: &[Value]) -> Result<()> {
         let Value::Obj(id) = target else {
             return if self.noload { Ok(()) } else { Err(bad(format!("cannot append to {}", self.type_name(target)))) };
@@ -1045,16 +1059,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             Appends => {
                 let start = self.pop_mark()?;
-                let target = if start > self.fence {
-                    self.stack[start - 1]
-                } else {
-                    return Err(underflow_msg(!self.marks.is_empty()));
-                };
-                let stack = std::mem::take(&mut self.stack);
-                let res = self.append(target, &stack[start..]);
-                self.stack = stack;
-                self.stack.truncate(start);
-                res?;
+                self.apply_marked(start, Self::append)?;
             }
             EmptyDict => {
                 let v = self.add(Object::Dict(Default::default()));
@@ -1081,16 +1086,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 if (self.stack.len() - start) % 2 != 0 {
                     return Err(bad("odd number of items for SETITEMS"));
                 }
-                let target = if start > self.fence {
-                    self.stack[start - 1]
-                } else {
-                    return Err(underflow_msg(!self.marks.is_empty()));
-                };
-                let stack = std::mem::take(&mut self.stack);
-                let res = self.set_items(target, &stack[start..]);
-                self.stack = stack;
-                self.stack.truncate(start);
-                res?;
+                self.apply_marked(start, Self::set_items)?;
             }
             EmptySet => {
                 let v = self.add(Object::Set(Default::default()));
@@ -1098,16 +1094,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             AddItems => {
                 let start = self.pop_mark()?;
-                let target = if start > self.fence {
-                    self.stack[start - 1]
-                } else {
-                    return Err(underflow_msg(!self.marks.is_empty()));
-                };
-                let stack = std::mem::take(&mut self.stack);
-                let res = self.add_items(target, &stack[start..]);
-                self.stack = stack;
-                self.stack.truncate(start);
-                res?;
+                self.apply_marked(start, Self::add_items)?;
             }
             FrozenSet => {
                 let start = self.pop_mark()?;
