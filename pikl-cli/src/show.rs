@@ -24,6 +24,9 @@ pub struct Args {
     /// describe a repr far larger than the file, as CPython's repr() would print it.
     #[arg(long, default_value_t = 64 << 20)]
     max_chars: usize,
+    /// Write here instead of stdout.
+    #[arg(short, long)]
+    output: Option<String>,
     /// The pickle file; `-` or omitted for stdin.
     file: Option<String>,
 }
@@ -47,8 +50,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
     let inp = input::open(args.file.as_deref())?;
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let sink: Box<dyn Write> = match args.output.as_deref() {
+        None | Some("-") => Box::new(io::stdout().lock()),
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| Failure::BadData(format!("{path}: {e}")))?),
+    };
+    let mut out = io::BufWriter::with_capacity(1 << 16, sink);
     let repr_opts = ReprOptions { max_chars: (args.max_chars > 0).then_some(args.max_chars) };
     let mut first = true;
     let mut kept = 0;
