@@ -182,8 +182,7 @@ pub(crate) fn escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Python's `raw-unicode-escape` decoding, used by the `UNICODE` opcode: bytes are Latin-1
-/// except `\uXXXX` and `\UXXXXXXXX` escapes. Returns surrogatepass UTF-8 and whether it holds
-/// surrogates.
+/// except `\uXXXX` and `\UXXXXXXXX` escapes. Returns surrogatepass UTF-8.
 pub(crate) fn raw_unicode_escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
