@@ -176,6 +176,8 @@ enum Task<'g> {
     FreshList(&'g [Value]),
     FreshDict(&'g [(Value, Value)]),
     FreshTuple(&'g [Value]),
+    /// The argument tuple of a reduction, fresh with its list arguments.
+    ReduceArgs(&'g [Value]),
     OwnedBytes(Vec<u8>),
     /// datetime args with the fold bit cleared.
     FoldedArgs {
@@ -393,6 +395,19 @@ impl<'h, W: Write> Pickler<'h, W> {
                         self.push_tuple_of(&mut tasks, vec![TupleItem::OwnedStr(latin1_str(&b)), TupleItem::Latin1]);
                         tasks.push(Task::Global("_codecs", "encode"));
                     }
+                }
+                Task::ReduceArgs(items) => {
+                    // A list argument is `list(self)` of a set or list subclass's `__reduce__`:
+                    // fresh each call too, so a recursive object gets its items again.
+                    self.out.boundary()?;
+                    let args = items
+                        .iter()
+                        .map(|&v| match g.object(v) {
+                            Some(Object::List(list)) => TupleItem::List(list),
+                            _ => TupleItem::Value(v),
+                        })
+                        .collect();
+                    self.push_tuple_of(&mut tasks, args);
                 }
                 Task::FreshTuple(items) => {
                     self.out.boundary()?;
@@ -1396,7 +1411,7 @@ enum TupleItem<'g> {
 /// never a shared (memo) object.
 fn fresh_args<'g>(g: &'g Graph, args: Value) -> Task<'g> {
     match g.object(args) {
-        Some(Object::Tuple(items)) => Task::FreshTuple(items),
+        Some(Object::Tuple(items)) => Task::ReduceArgs(items),
         _ => Task::Save(args),
     }
 }

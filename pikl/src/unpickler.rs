@@ -1154,8 +1154,14 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 self.push(v);
             }
             StackGlobal => {
-                let name = self.pop()?;
-                let module = self.pop()?;
+                // A persistent id whose id is a str stands for that str (what an identity
+                // `persistent_load` returns).
+                let as_str = |g: &Graph<'de>, v: Value| match g.object(v) {
+                    Some(Object::PersistentId(pid)) => *pid,
+                    _ => v,
+                };
+                let (name, module) = (self.pop()?, self.pop()?);
+                let (name, module) = (as_str(&self.graph, name), as_str(&self.graph, module));
                 let (Some(m), Some(n)) = (self.graph.view(module).as_pystr(), self.graph.view(name).as_pystr()) else {
                     return Err(bad("STACK_GLOBAL requires str"));
                 };
