@@ -87,7 +87,13 @@ impl Memo {
         if self.len >= max {
             return Err(Error::unpickling_msg(format!("memo exceeds the limit of {max} entries")));
         }
-        if key <= (self.dense.len() as u64) * 2 + 1024 && (self.sparse.is_empty() || !self.sparse.contains_key(&key)) {
+        if k == self.dense.len() && self.sparse.is_empty() {
+            // The usual case: the next key in order.
+            self.dense.push(Some(v));
+            self.len += 1;
+        } else if key <= (self.dense.len() as u64) * 2 + 1024
+            && (self.sparse.is_empty() || !self.sparse.contains_key(&key))
+        {
             self.dense.resize(k + 1, None);
             self.dense[k] = Some(v);
             self.len += 1;
