@@ -3,7 +3,43 @@
 //! Reads every pickle CPython writes (protocols 0 to 5, Python 2 pickles included) into an
 //! object graph that keeps shared references and cycles, without running any Python code: a
 //! class is data (module, name) and an instance is its construction (callable, arguments,
-//! state).
+//! state). Writes graphs back byte for byte as CPython 3.11 writes the same objects.
+//!
+//! # Reading
+//!
+//! ```
+//! // pickle.dumps({"a": [1, 2], "b": None}, 2)
+//! let data = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02eX\x01\x00\x00\x00bq\x03Nu.";
+//! let loaded = pikl::loads(data)?;
+//! let v = loaded.value();
+//! assert_eq!(v.to_string(), "{'a': [1, 2], 'b': None}"); // Python's repr
+//! assert_eq!(v.get("a").and_then(|a| a.at(1)).and_then(|x| x.as_i64()), Some(2));
+//! assert!(v.get("b").is_some_and(|b| b.is_none()));
+//! # Ok::<(), pikl::Error>(())
+//! ```
+//!
+//! [`Unpickler`] reads from a slice ([`Unpickler::from_slice`]: strs and bytes borrow from
+//! it) or any `BufRead` ([`Unpickler::from_reader`]: bounded memory), one pickle per
+//! [`load`](Unpickler::load) with one memo, so consecutive pickles of a stream share objects
+//! as they do in CPython. Its options decode Python 2 strs (`encoding`, `errors`) and bound
+//! what hostile input may cost; its hooks resolve persistent ids, globals, extension codes
+//! and out-of-band buffers.
+//!
+//! # Writing
+//!
+//! ```
+//! let mut g = pikl::Graph::new();
+//! let shared = g.insert(pikl::value!(["x", 1]))?;
+//! let pair = g.tuple(vec![shared, shared]); // one object, twice
+//! let bytes = pikl::dumps(&g, pair, Some(2))?;
+//! // pickle.dumps((l, l), 2) with l = ['x', 1]
+//! assert_eq!(bytes, b"\x80\x02]q\x00(X\x01\x00\x00\x00xq\x01K\x01eh\x00\x86q\x02.");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Pickler`] writes to any `Write` and keeps its memo across [`dump`](Pickler::dump)
+//! calls. Errors ([`Error`]) tell a pickling error from an unpickling one and carry the byte
+//! offset and opcode.
 #![deny(missing_docs)]
 
 mod build;

@@ -221,6 +221,21 @@ impl Object<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unhashable(pub &'static str);
 
+impl std::fmt::Display for Unhashable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unhashable type: '{}'", self.0)
+    }
+}
+
+impl std::error::Error for Unhashable {}
+
+impl From<Unhashable> for crate::Error {
+    /// A value that cannot be built is a pickling error.
+    fn from(e: Unhashable) -> Self {
+        crate::Error::pickling(e.to_string())
+    }
+}
+
 /// The arena holding every object of one or more pickles.
 #[derive(Clone, Debug, Default)]
 pub struct Graph<'a> {
