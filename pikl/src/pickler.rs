@@ -422,11 +422,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::FreshList(items) => {
                     self.out.boundary()?;
-                    if self.proto >= 1 {
-                        self.out.write_byte(Op::EmptyList as u8);
-                    } else {
-                        self.out.write(&[Op::Mark as u8, Op::List as u8]);
-                    }
+                    self.write_empty(Op::EmptyList, Op::List);
                     self.put(None);
                     if !items.is_empty() {
                         tasks.push(Task::Appends { items, batching: Batching::ExactFirst });
@@ -434,11 +430,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::FreshDict(items) => {
                     self.out.boundary()?;
-                    if self.proto >= 1 {
-                        self.out.write_byte(Op::EmptyDict as u8);
-                    } else {
-                        self.out.write(&[Op::Mark as u8, Op::Dict as u8]);
-                    }
+                    self.write_empty(Op::EmptyDict, Op::Dict);
                     self.put(None);
                     if !items.is_empty() {
                         tasks.push(Task::SetItems { items, batching: Batching::ExactFirst });
@@ -518,6 +510,16 @@ impl<'h, W: Write> Pickler<'h, W> {
             }
         }
         Ok(())
+    }
+
+    /// An empty list or dict: `EMPTY_LIST` / `EMPTY_DICT`, or `MARK LIST` / `MARK DICT` at
+    /// protocol 0.
+    fn write_empty(&mut self, binary: Op, text: Op) {
+        if self.proto >= 1 {
+            self.out.write_byte(binary as u8);
+        } else {
+            self.out.write(&[Op::Mark as u8, text as u8]);
+        }
     }
 
     // ---- memo ----
@@ -983,22 +985,14 @@ impl<'h, W: Write> Pickler<'h, W> {
     fn save_container<'g>(&mut self, g: &'g Graph, obj: &'g Object, key: Key, tasks: &mut Vec<Task<'g>>) -> Result<()> {
         match obj {
             Object::List(items) => {
-                if self.proto >= 1 {
-                    self.out.write_byte(Op::EmptyList as u8);
-                } else {
-                    self.out.write(&[Op::Mark as u8, Op::List as u8]);
-                }
+                self.write_empty(Op::EmptyList, Op::List);
                 self.put(Some(key));
                 if !items.is_empty() {
                     tasks.push(Task::Appends { items, batching: Batching::ExactFirst });
                 }
             }
             Object::Dict(d) => {
-                if self.proto >= 1 {
-                    self.out.write_byte(Op::EmptyDict as u8);
-                } else {
-                    self.out.write(&[Op::Mark as u8, Op::Dict as u8]);
-                }
+                self.write_empty(Op::EmptyDict, Op::Dict);
                 self.put(Some(key));
                 if !d.is_empty() {
                     tasks.push(Task::SetItems { items: d.entries(), batching: Batching::ExactFirst });
@@ -1061,20 +1055,8 @@ impl<'h, W: Write> Pickler<'h, W> {
     ) -> Result<()> {
         tasks.push(Task::ReduceDone(key));
         tasks.push(Task::Op(Op::Reduce as u8));
-        // The 1-tuple `(list(obj),)`, memoized as a fresh tuple.
-        tasks.push(Task::Put(None));
-        tasks.push(Task::Op(if self.proto >= 2 { Op::Tuple1 as u8 } else { Op::Tuple as u8 }));
-        if !items.is_empty() {
-            tasks.push(Task::Appends { items, batching: Batching::ExactFirst });
-        }
-        tasks.push(Task::Put(None));
-        tasks.push(Task::Op(if self.proto >= 1 { Op::EmptyList as u8 } else { Op::List as u8 }));
-        if self.proto == 0 {
-            tasks.push(Task::Op(Op::Mark as u8));
-        }
-        if self.proto < 2 {
-            tasks.push(Task::Op(Op::Mark as u8));
-        }
+        // `(list(obj),)`: a fresh tuple holding a fresh list.
+        self.push_tuple_of(tasks, vec![TupleItem::List(items)]);
         tasks.push(Task::Global("builtins", name));
         Ok(())
     }
