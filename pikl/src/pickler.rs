@@ -528,17 +528,8 @@ impl<'h, W: Write> Pickler<'h, W> {
         let idx = self.memo.insert(key);
         if self.proto >= 4 {
             self.out.write_byte(Op::Memoize as u8);
-        } else if self.proto >= 1 {
-            if idx < 256 {
-                self.out.write(&[Op::BinPut as u8, idx as u8]);
-            } else {
-                self.out.write_byte(Op::LongBinPut as u8);
-                self.out.write(&idx.to_le_bytes());
-            }
         } else {
-            self.out.write_byte(Op::Put as u8);
-            self.out.write(itoa::Buffer::new().format(idx).as_bytes());
-            self.out.write_byte(b'\n');
+            self.write_memo_op(idx, Op::BinPut, Op::LongBinPut, Op::Put);
         }
     }
 
@@ -548,17 +539,20 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     fn write_get(&mut self, idx: u32) {
-        if self.proto >= 1 {
-            if idx < 256 {
-                self.out.write(&[Op::BinGet as u8, idx as u8]);
-            } else {
-                self.out.write_byte(Op::LongBinGet as u8);
-                self.out.write(&idx.to_le_bytes());
-            }
-        } else {
-            self.out.write_byte(Op::Get as u8);
+        self.write_memo_op(idx, Op::BinGet, Op::LongBinGet, Op::Get);
+    }
+
+    /// A memo index as PUT / GET write it: one byte, four bytes, or decimal text at protocol 0.
+    fn write_memo_op(&mut self, idx: u32, short: Op, long: Op, text: Op) {
+        if self.proto == 0 {
+            self.out.write_byte(text as u8);
             self.out.write(itoa::Buffer::new().format(idx).as_bytes());
             self.out.write_byte(b'\n');
+        } else if idx < 256 {
+            self.out.write(&[short as u8, idx as u8]);
+        } else {
+            self.out.write_byte(long as u8);
+            self.out.write(&idx.to_le_bytes());
         }
     }
 
