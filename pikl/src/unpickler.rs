@@ -18,7 +18,7 @@ use crate::opcodes::Opcode;
 use crate::ops::{self, read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
 use crate::read::{IoRead, Read, SliceRead};
 use crate::text::{self, FloatError, ParsedInt};
-use crate::value::{Construct, Global, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
+use crate::value::{Construct, Global, Graph, Instance, KeyShape, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
 
 /// The highest protocol this crate reads and writes.
 pub const HIGHEST_PROTOCOL: u8 = 5;
@@ -131,6 +131,9 @@ pub struct Unpickler<'de, R> {
     proto: u8,
     opts: UnpicklerOptions,
     interned: Interned,
+    /// The last record-like dict's keys (see [`KeyShape`]); cleared whenever code outside the
+    /// unpickler gets mutable access to the graph.
+    key_shape: KeyShape,
     persistent_load: Option<PersistentLoad<'de>>,
     find_class: Option<FindClass<'de>>,
     extensions: HashMap<u32, (String, String)>,
@@ -180,6 +183,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             proto: 0,
             opts: UnpicklerOptions::default(),
             interned: Interned::default(),
+            key_shape: KeyShape::default(),
             persistent_load: None,
             find_class: None,
             extensions: HashMap::new(),
@@ -229,6 +233,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
 
     /// The graph, mutably (for hooks' objects or building on loaded values).
     pub fn graph_mut(&mut self) -> &mut Graph<'de> {
+        self.key_shape.clear();
         &mut self.graph
     }
 
@@ -258,6 +263,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// caller collects between loads. Returns the new id of each old id (`None`: freed), for
     /// a [`Pickler`](crate::Pickler) writing from this graph ([`Pickler::renumber`](crate::Pickler::renumber)).
     pub fn collect_garbage(&mut self, keep: &mut [Value]) -> Vec<Option<ObjId>> {
+        self.key_shape.clear();
         let memo_values = self.memo.dense.iter().flatten().copied().chain(self.memo.sparse.values().copied());
         let interned = self
             .interned
@@ -455,6 +461,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         let (module, name) =
             if self.proto < 3 && self.opts.fix_imports { compat::map_py2_global(module, name) } else { (module, name) };
         if let Some(f) = self.find_class.as_mut() {
+            self.key_shape.clear();
             return f(&mut self.graph, module, name);
         }
         // What CPython finds there reports its own module and name (`functools.reduce` is
@@ -475,7 +482,10 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             return Ok(Value::None);
         }
         match self.persistent_load.as_mut() {
-            Some(f) => f(&mut self.graph, pid),
+            Some(f) => {
+                self.key_shape.clear();
+                f(&mut self.graph, pid)
+            }
             None => Ok(self.add(Object::PersistentId(pid))),
         }
     }
@@ -745,12 +755,14 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 Err(bad(format!("cannot set items on {}", self.type_name(target))))
             };
         };
-        let pairs = items.chunks_exact(2).map(|p| (p[0], p[1]));
         match self.graph.get_mut(id) {
             Object::Dict(_) => {
-                self.graph.dict_set_all(id, pairs).map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
+                let pairs = &items[..items.len() & !1];
+                self.graph
+                    .dict_set_pairs(id, pairs, &mut self.key_shape)
+                    .map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
             }
-            Object::Instance(inst) => inst.dict_items.extend(pairs),
+            Object::Instance(inst) => inst.dict_items.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
             other => {
                 return Err(bad(format!("'{}' object does not support item assignment", other.type_name())));
             }

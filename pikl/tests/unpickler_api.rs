@@ -259,3 +259,34 @@ fn garbage_collection_frees_what_the_memo_no_longer_reaches() {
     }
     assert_eq!(n, 500);
 }
+
+/// Dicts filled with the same keys as the previous one take a shortcut (no duplicate check, no
+/// hashing); one whose keys differ or repeat must still behave as Python's dict does.
+#[test]
+fn dicts_with_repeated_key_shapes_keep_python_semantics() {
+    // [{'a': 1, 'b': 2}, {'a': 3, 'b': 4}, {'a': 5, 'a': 6}, {1: 1, 2: 2}, {1: 1, True: 2}]
+    let data = b"\x80\x02]q\x00(}q\x01(X\x01\x00\x00\x00aq\x02K\x01X\x01\x00\x00\x00bq\x03K\x02u}q\x04(h\x02K\x03h\x03K\x04u}q\x05(h\x02K\x05h\x02K\x06u}(K\x01K\x01K\x02K\x02u}(K\x01K\x01\x88K\x02ue.";
+    assert_eq!(load_slice(data), "[{'a': 1, 'b': 2}, {'a': 3, 'b': 4}, {'a': 6}, {1: 1, 2: 2}, {1: 2}]");
+    assert_eq!(load_stream(data, 1), load_slice(data));
+
+    // Three 20-key dicts (past the linear-scan size), then `d[5] = 99` on the last one.
+    let mut wide = b"\x80\x02]q\x00(".to_vec();
+    for memo in 1..=3u8 {
+        wide.extend_from_slice(&[b'}', b'q', memo, b'(']);
+        for k in 0..20u8 {
+            wide.extend_from_slice(&[b'K', k, b'K', k]);
+        }
+        wide.push(b'u');
+    }
+    wide.extend_from_slice(b"K\x05Kcse.");
+    let loaded = pikl::loads(&wide).unwrap();
+    let Some(Object::List(items)) = loaded.root.obj_id().map(|id| loaded.graph.get(id)) else { panic!("a list") };
+    for (i, &d) in items.iter().enumerate() {
+        let Some(Object::Dict(d)) = d.obj_id().map(|id| loaded.graph.get(id)) else { panic!("a dict") };
+        assert_eq!(d.len(), 20);
+        assert_eq!(d.get(&loaded.graph, Value::Int(13)), Some(Value::Int(13)));
+        assert_eq!(d.get(&loaded.graph, Value::Bool(true)), Some(Value::Int(1)));
+        let five = if i == 2 { 99 } else { 5 };
+        assert_eq!(d.get(&loaded.graph, Value::Int(5)), Some(Value::Int(five)));
+    }
+}

@@ -93,6 +93,18 @@ impl Dict {
         }
     }
 
+    /// Fills an empty dict with `pairs` (key, value, key, value, ...) whose keys are known to
+    /// be distinct; `hashes` are the keys' hashes (needed above [`LINEAR_MAX`] keys).
+    fn fill_distinct(&mut self, pairs: &[Value], hashes: &[u64]) {
+        debug_assert!(self.entries.is_empty() && self.index.is_none());
+        let n = pairs.len() / 2;
+        self.entries.reserve_exact(n);
+        self.entries.extend(pairs.chunks_exact(2).map(|p| (p[0], p[1])));
+        if n > LINEAR_MAX {
+            self.index = Some(build_index(hashes.iter().copied(), self.entries.capacity()));
+        }
+    }
+
     /// Inserts without hashing while the dict is small enough to scan; `key` must be hashable.
     #[inline]
     pub(crate) fn insert_small(&mut self, graph: &Graph, key: Value, value: Value) -> bool {
@@ -188,5 +200,93 @@ impl Set {
             }
             None => {}
         }
+    }
+}
+
+/// Most keys a [`KeyShape`] remembers.
+const SHAPE_MAX: usize = 64;
+
+/// The keys of the last dict filled from empty with distinct int and str keys. Pickled records
+/// share their key objects through the memo, so the next dict filled with the same key values
+/// skips the duplicate check and the hashing.
+///
+/// Valid while the str objects it names are unchanged: whoever hands out mutable access to the
+/// graph must [`KeyShape::clear`] it.
+#[derive(Debug, Default)]
+pub(crate) struct KeyShape {
+    keys: Vec<Value>,
+    hashes: Vec<u64>,
+}
+
+/// Same int, or same object.
+#[inline]
+fn same_key(a: Value, b: Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Obj(x), Value::Obj(y)) => x == y,
+        _ => false,
+    }
+}
+
+impl KeyShape {
+    /// Forgets the shape.
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.hashes.clear();
+    }
+
+    #[inline]
+    fn matches(&self, pairs: &[Value]) -> bool {
+        self.keys.len() * 2 == pairs.len()
+            && !self.keys.is_empty()
+            && self.keys.iter().zip(pairs.iter().step_by(2)).all(|(&a, &b)| same_key(a, b))
+    }
+
+    /// Remembers the keys of `dict`, just filled from empty with `pairs`, if they qualify.
+    fn learn(&mut self, graph: &Graph, dict: &Dict, pairs: &[Value]) {
+        let n = pairs.len() / 2;
+        if n == 0 || n > SHAPE_MAX || dict.len() != n {
+            return;
+        }
+        let qualifies = |k: Value| match k {
+            Value::Int(_) => true,
+            Value::Obj(id) => matches!(graph.get(id), super::Object::Str(_)),
+            _ => false,
+        };
+        if !pairs.iter().step_by(2).all(|&k| qualifies(k)) {
+            return;
+        }
+        self.clear();
+        self.keys.extend(pairs.iter().step_by(2));
+        if n > LINEAR_MAX {
+            self.hashes.extend(self.keys.iter().map(|&k| graph.hash(k).unwrap_or(0)));
+        }
+    }
+}
+
+impl Graph<'_> {
+    /// Sets the items `pairs` (key, value, key, value, ...) on the dict `dict`, as SETITEMS
+    /// does, using and updating `shape`.
+    pub(crate) fn dict_set_pairs(
+        &mut self,
+        dict: super::ObjId,
+        pairs: &[Value],
+        shape: &mut KeyShape,
+    ) -> Result<(), super::Unhashable> {
+        let super::Object::Dict(d) = self.get_mut(dict) else {
+            panic!("dict_set_pairs on a non-dict");
+        };
+        let was_empty = d.is_empty();
+        if was_empty && shape.matches(pairs) {
+            d.fill_distinct(pairs, &shape.hashes);
+            return Ok(());
+        }
+        self.dict_set_all(dict, pairs.chunks_exact(2).map(|p| (p[0], p[1])))?;
+        if was_empty {
+            if let super::Object::Dict(d) = self.get(dict) {
+                shape.learn(self, d, pairs);
+            }
+        }
+        Ok(())
     }
 }

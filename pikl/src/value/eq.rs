@@ -56,17 +56,27 @@ fn num_eq(a: &Num, b: &Num) -> bool {
 /// for the rest). Iterative over tuples; frozensets nest through bounded recursion.
 #[inline]
 pub(crate) fn keys_equal(ga: &Graph, a: Value, gb: &Graph, b: Value) -> bool {
-    // Fast paths for the keys pickles are made of: strs and small ints.
+    // Fast paths for the keys pickles are made of (small ints, strs): no allocation.
     match (a, b) {
-        (Value::Int(x), Value::Int(y)) => return x == y,
-        (Value::Obj(x), Value::Obj(y)) => match (ga.get(x), gb.get(y)) {
-            (Object::Str(s), Object::Str(t)) => return s.as_bytes() == t.as_bytes(),
-            (Object::Str(_), _) | (_, Object::Str(_)) => return false,
-            _ => {}
-        },
-        _ => {}
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Obj(x), Value::Obj(y)) => {
+            if x == y && std::ptr::eq(ga, gb) {
+                return true;
+            }
+            match (ga.get(x), gb.get(y)) {
+                (Object::Str(s), Object::Str(t)) => s.as_bytes() == t.as_bytes(),
+                (Object::Str(_), _) | (_, Object::Str(_)) => false,
+                (Object::Bytes(s), Object::Bytes(t)) => s == t,
+                (Object::Tuple(_), Object::Tuple(_)) | (Object::FrozenSet(_), Object::FrozenSet(_)) => {
+                    keys_equal_depth(ga, a, gb, b, 0)
+                }
+                (Object::Global(g), Object::Global(h)) => g == h,
+                (Object::Extension(c), Object::Extension(d)) => c == d,
+                _ => scalar_eq(ga, a, gb, b),
+            }
+        }
+        _ => scalar_eq(ga, a, gb, b),
     }
-    keys_equal_depth(ga, a, gb, b, 0)
 }
 
 const FROZENSET_DEPTH: usize = 64;

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 
 use num_bigint::BigInt;
 
+pub(crate) use collections::KeyShape;
 pub use collections::{Dict, Set};
 pub use pystr::{CodePoints, PyStr};
 pub use repr::ReprOptions;
