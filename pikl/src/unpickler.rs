@@ -149,6 +149,7 @@ impl<'de> Unpickler<'de, SliceRead<'de>> {
         let mut u = Self::new(SliceRead::new(data));
         // Room for the objects such a pickle usually holds, so the arena rarely moves.
         u.graph.reserve((data.len() / 8).min(1 << 22));
+        u.memo.dense.reserve((data.len() / 16).min(1 << 20));
         u
     }
 }
@@ -176,8 +177,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         Unpickler {
             reader,
             graph: Graph::new(),
-            stack: Vec::new(),
-            marks: Vec::new(),
+            stack: Vec::with_capacity(64),
+            marks: Vec::with_capacity(16),
             fence: 0,
             memo: Memo::default(),
             proto: 0,

@@ -88,8 +88,13 @@ impl Dict {
 
     pub(crate) fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
-        if let Some(index) = &mut self.index {
-            index.reserve(n, |e| e.0);
+        match &mut self.index {
+            Some(index) => index.reserve(n, |e| e.0),
+            // Filling an empty dict past the scan size: hash from the start.
+            None if self.entries.is_empty() && n > LINEAR_MAX => {
+                self.index = Some(build_index(std::iter::empty(), n));
+            }
+            None => {}
         }
     }
 
@@ -258,9 +263,6 @@ impl KeyShape {
         }
         self.clear();
         self.keys.extend(pairs.iter().step_by(2));
-        if n > LINEAR_MAX {
-            self.hashes.extend(self.keys.iter().map(|&k| graph.hash(k).unwrap_or(0)));
-        }
     }
 }
 
@@ -273,12 +275,18 @@ impl Graph<'_> {
         pairs: &[Value],
         shape: &mut KeyShape,
     ) -> Result<(), super::Unhashable> {
-        let super::Object::Dict(d) = self.get_mut(dict) else {
-            panic!("dict_set_pairs on a non-dict");
+        let was_empty = match self.get(dict) {
+            super::Object::Dict(d) => d.is_empty(),
+            other => panic!("dict_set_pairs on a {}", other.type_name()),
         };
-        let was_empty = d.is_empty();
         if was_empty && shape.matches(pairs) {
-            d.fill_distinct(pairs, &shape.hashes);
+            if shape.keys.len() > LINEAR_MAX && shape.hashes.is_empty() {
+                // Hashed once, when the shape first repeats.
+                shape.hashes.extend(shape.keys.iter().map(|&k| self.hash(k).unwrap_or(0)));
+            }
+            if let super::Object::Dict(d) = self.get_mut(dict) {
+                d.fill_distinct(pairs, &shape.hashes);
+            }
             return Ok(());
         }
         self.dict_set_all(dict, pairs.chunks_exact(2).map(|p| (p[0], p[1])))?;

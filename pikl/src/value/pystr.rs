@@ -3,6 +3,19 @@
 use std::borrow::Cow;
 use std::fmt;
 
+/// True for a short ASCII text: the usual dict key or short value, checked without calling the
+/// general validator.
+#[inline]
+fn is_short_ascii(b: &[u8]) -> bool {
+    b.len() <= 32 && b.iter().fold(0u8, |acc, &c| acc | c) < 0x80
+}
+
+/// True for valid UTF-8 (no surrogates).
+#[inline]
+fn is_valid_utf8(b: &[u8]) -> bool {
+    is_short_ascii(b) || simdutf8::basic::from_utf8(b).is_ok()
+}
+
 /// A Python `str`.
 ///
 /// Stored as UTF-8 when the text is valid Unicode, and otherwise as "surrogatepass" UTF-8
@@ -28,7 +41,7 @@ impl<'a> PyStr<'a> {
     /// surrogates.
     pub fn from_surrogatepass(bytes: impl Into<Cow<'a, [u8]>>) -> Option<Self> {
         let bytes = bytes.into();
-        if simdutf8::basic::from_utf8(&bytes).is_ok() {
+        if is_valid_utf8(&bytes) {
             return Some(PyStr { bytes, utf8: true });
         }
         if surrogatepass_valid(&bytes) {
@@ -55,6 +68,10 @@ impl<'a> PyStr<'a> {
     pub fn as_str(&self) -> Option<&str> {
         if self.utf8 {
             // Validated at construction; checked again (fast) rather than trusted.
+            if is_short_ascii(&self.bytes) {
+                // SAFETY: ASCII is valid UTF-8.
+                return Some(unsafe { std::str::from_utf8_unchecked(&self.bytes) });
+            }
             simdutf8::basic::from_utf8(&self.bytes).ok()
         } else {
             None
