@@ -2,6 +2,7 @@
 """pikl vs CPython vs serde-pickle on the files of bench/gen_data.py; prints Markdown tables.
 
     compare.py --data target/bench-data --bench-once target/release/examples/bench_once \
+               [--bench-once-mimalloc target/release/examples/bench_once_mimalloc] \
                --pikl target/release/pikl [--json OUT.json] [--criterion target/criterion] [--quick]
 
 In-process timings are CPU time of the process (user + system: time.process_time here,
@@ -11,7 +12,9 @@ is the best of N repeats (default 15 for the small files, each repeat looping un
   CPython  pickle.loads(data) / pickle.dumps(obj, P), in this interpreter (C accelerator
            `_pickle`), timeit's default of the cyclic GC off while timing
   pikl     pikl::loads(&data) (strs and bytes borrow from the input) / pikl::dumps(graph, root, P),
-           and pikl::load(&data[..]) through the BufRead path (everything owned)
+           and pikl::load(&data[..]) through the BufRead path (everything owned); with the
+           system allocator (bench_once) and with mimalloc (bench_once_mimalloc, the allocator
+           the pikl command ships with)
   serde    serde_pickle::value_from_slice / value_to_vec (which always writes protocol 3)
   memcpy   data.to_vec(): copying the input once into a fresh allocation
 Whole process: `pikl convert --protocol 5 F -o /dev/null` and the same in python3, each under
@@ -141,6 +144,9 @@ def run_inprocess(args, flist):
         row["pikl_loads"] = rust_time(args.bench_once, "pikl", "loads", path, repeat, min_time)
         row["pikl_loads_reader"] = rust_time(args.bench_once, "pikl", "loads_reader", path, repeat, min_time)
         row["pikl_dumps"] = rust_time(args.bench_once, "pikl", "dumps", path, repeat, min_time)
+        if args.bench_once_mimalloc:
+            for op in ("loads", "dumps"):
+                row["pikl_mi_" + op] = rust_time(args.bench_once_mimalloc, "pikl", op, path, repeat, min_time)
         row["serde_loads"] = rust_time(args.bench_once, "serde", "loads", path, repeat, min_time)
         if "error" in row["serde_loads"]:
             row["serde_dumps"] = {"error": "not loaded"}
@@ -218,34 +224,50 @@ def markdown(inproc, proc, crit):
     lines.append("")
     lines.append(
         "Speedup columns are CPython's time over pikl's (or serde-pickle's): above 1 is faster than "
-        "CPython, **bold** is at least 3×. *pikl reader* is `pikl::load` through the `BufRead` path "
-        "(owning every str and bytes); *pikl* is `pikl::loads` on a slice, which borrows them."
+        "CPython, **bold** is at least 3×. *pikl* is `pikl::loads` on a slice, which borrows strs "
+        "and bytes; *pikl reader* is `pikl::load` through the `BufRead` path (owning every str and "
+        "bytes). Both use the system allocator (glibc malloc); *pikl + mimalloc* is the same "
+        "`pikl::loads` / `pikl::dumps` in a binary whose global allocator is mimalloc, as the "
+        "`pikl` command's is. CPython allocates its objects with its own pymalloc."
     )
     lines.append("")
+    lines.append("#### loads")
+    lines.append("")
     lines.append(
-        "| case | size | loads CPython | loads pikl | pikl × | pikl reader | reader × | serde-pickle | serde × "
-        "| dumps CPython | dumps pikl | pikl × | serde-pickle (p3) | serde × |"
+        "| case | size | CPython | pikl | pikl × | pikl + mimalloc | mimalloc × | pikl reader | reader × "
+        "| serde-pickle | serde × |"
     )
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
     for r in inproc:
-        cl, cd = best(r["cpython_loads"]), best(r["cpython_dumps"])
-        pl, pr, pd = best(r["pikl_loads"]), best(r["pikl_loads_reader"]), best(r["pikl_dumps"])
-        sl, sd = best(r["serde_loads"]), best(r["serde_dumps"])
-        for key in ("pikl_loads", "pikl_loads_reader", "pikl_dumps"):
-            if "error" in r[key]:
+        cl = best(r["cpython_loads"])
+        pl, pr, pm = best(r["pikl_loads"]), best(r["pikl_loads_reader"]), best(r.get("pikl_mi_loads"))
+        sl = best(r["serde_loads"])
+        for key in ("pikl_loads", "pikl_loads_reader", "pikl_dumps", "pikl_mi_loads", "pikl_mi_dumps"):
+            if key in r and "error" in r[key]:
                 notes.append("%s %s: %s" % (r["file"], key, r[key]["error"]))
         if "error" in r["serde_loads"]:
             notes.append("serde-pickle cannot load %s: `%s`" % (r["file"], r["serde_loads"]["error"]))
         elif "error" in r["serde_dumps"]:
             notes.append("serde-pickle cannot dump %s: `%s`" % (r["file"], r["serde_dumps"]["error"]))
         lines.append(
-            "| %s p%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s p%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 r["case"], r["protocol"], fmt_size(r["size"]),
-                fmt_t(cl), fmt_t(pl), ratio(cl, pl), fmt_t(pr), ratio(cl, pr), fmt_t(sl), ratio(cl, sl),
-                fmt_t(cd), fmt_t(pd), ratio(cd, pd), fmt_t(sd), ratio(cd, sd),
+                fmt_t(cl), fmt_t(pl), ratio(cl, pl), fmt_t(pm), ratio(cl, pm),
+                fmt_t(pr), ratio(cl, pr), fmt_t(sl), ratio(cl, sl),
             )
+        )
+    lines.append("")
+    lines.append("#### dumps (at the file's protocol; serde-pickle always writes protocol 3)")
+    lines.append("")
+    lines.append("| case | CPython | pikl | pikl × | pikl + mimalloc | mimalloc × | serde-pickle | serde × |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in inproc:
+        cd, pd, pm, sd = best(r["cpython_dumps"]), best(r["pikl_dumps"]), best(r.get("pikl_mi_dumps")), best(r["serde_dumps"])
+        lines.append(
+            "| %s p%d | %s | %s | %s | %s | %s | %s | %s |"
+            % (r["case"], r["protocol"], fmt_t(cd), fmt_t(pd), ratio(cd, pd), fmt_t(pm), ratio(cd, pm), fmt_t(sd), ratio(cd, sd))
         )
     for r in inproc:
         if "memcpy" in r and "error" not in r["memcpy"]:
@@ -313,6 +335,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="target/bench-data")
     ap.add_argument("--bench-once", default="target/release/examples/bench_once")
+    ap.add_argument("--bench-once-mimalloc", help="bench_once built with mimalloc, for the mimalloc columns")
     ap.add_argument("--pikl", default="target/release/pikl")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--md", help="write the Markdown tables here (default: stdout)")

@@ -36,7 +36,7 @@ fi
 REV=$(git rev-parse --short "${BENCH_REF:-HEAD}")
 
 echo "== build ($CARGO_TARGET_DIR)" >&2
-(cd "$SRC" && cargo build --release -p pikl --example bench_once && cargo build --release -p pikl-cli) >&2
+(cd "$SRC" && cargo build --release -p pikl --example bench_once --example bench_once_mimalloc && cargo build --release -p pikl-cli) >&2
 
 if [ "${BENCH_CRITERION:-1}" != 0 ]; then
     echo "== criterion" >&2
@@ -51,7 +51,8 @@ fi
 echo "== compare" >&2
 QUICK=()
 [ "${BENCH_QUICK:-0}" != 0 ] && QUICK=(--quick)
-python3 bench/compare.py --data "$DATA" --bench-once "$BIN/examples/bench_once" --pikl "$BIN/pikl" \
+python3 bench/compare.py --data "$DATA" --bench-once "$BIN/examples/bench_once" \
+    --bench-once-mimalloc "$BIN/examples/bench_once_mimalloc" --pikl "$BIN/pikl" \
     --json "$DATA/results.json" --md "$DATA/tables.md" --criterion "$CARGO_TARGET_DIR/criterion" "${QUICK[@]}"
 
 END=$(date -u +%s)

@@ -1,19 +1,4 @@
-//! Times one operation on one pickle file and prints the best time per operation, for
-//! `bench/compare.py`.
-//!
-//! ```sh
-//! cargo run --release -p pikl --example bench_once -- IMPL OP FILE [--protocol P] [--repeat N] [--min-time S]
-//! ```
-//!
-//! IMPL: `pikl`, `serde` (serde-pickle) or `memcpy` (copies the file's bytes: a floor for the
-//! bytes-heavy case). OP: `loads` (from a slice: strs and bytes borrow from it), `loads_reader`
-//! (pikl only: through the `BufRead` path, everything owned) or `dumps` (of the loaded value, at
-//! protocol P, default the file's; serde-pickle always writes protocol 3). Each of N repeats
-//! (default 5) runs the operation enough times to take at least S seconds (default 0.2) of the
-//! process's CPU time (user + system: other jobs sharing the machine do not inflate it); the best
-//! repeat's time per operation is printed as one JSON line:
-//! `{"impl":..,"op":..,"file":..,"best_s":..,"median_s":..,"loops":..,"repeat":..,"out_bytes":..}`.
-//! On failure it prints `{"error": ...}` and exits 1.
+//! The body of `bench_once` and `bench_once_mimalloc` (see `main.rs`).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -115,7 +100,8 @@ fn file_protocol(data: &[u8]) -> i32 {
     }
 }
 
-fn main() -> ExitCode {
+/// Runs the measurement named on the command line and prints its JSON line.
+pub fn main() -> ExitCode {
     match real_main() {
         Ok(line) => {
             println!("{line}");
