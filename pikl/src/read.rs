@@ -111,7 +111,7 @@ impl<'de> Read<'de> for SliceRead<'de> {
         self.pos as u64
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_byte(&mut self) -> Result<u8> {
         if self.pos >= self.limit {
             self.refill(1)?;

@@ -85,7 +85,7 @@ impl Memo {
             return Ok(());
         }
         if self.len >= max {
-            return Err(Error::unpickling_msg(format!("memo exceeds the limit of {max} entries")));
+            return Err(memo_full(max));
         }
         if k == self.dense.len() && self.sparse.is_empty() {
             // The usual case: the next key in order.
@@ -164,6 +164,16 @@ impl<R: BufRead> Unpickler<'static, IoRead<R>> {
 #[cold]
 fn underflow_msg(mark_set: bool) -> Error {
     Error::unpickling_msg(if mark_set { "unexpected MARK found" } else { "unpickling stack underflow" })
+}
+
+#[cold]
+fn memo_full(max: usize) -> Error {
+    Error::unpickling_msg(format!("memo exceeds the limit of {max} entries"))
+}
+
+#[cold]
+fn memo_missing(key: u64) -> Error {
+    bad(format!("Memo value not found at index {key}"))
 }
 
 #[cold]
@@ -853,10 +863,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         Ok(())
     }
 
+    #[inline]
     fn memo_lookup(&self, key: u64) -> Result<Value> {
-        self.memo.get(key).ok_or_else(|| bad(format!("Memo value not found at index {key}")))
+        match self.memo.get(key) {
+            Some(v) => Ok(v),
+            None => Err(memo_missing(key)),
+        }
     }
 
+    #[inline]
     fn memo_put(&mut self, key: u64) -> Result<()> {
         let v = self.top()?;
         self.memo.put(key, v, self.opts.max_memo_len)
