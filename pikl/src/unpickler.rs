@@ -75,8 +75,18 @@ impl Memo {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, key: u64, v: Value, max: usize) -> Result<()> {
+        // The usual case: the next key in order (MEMOIZE, or a pickler's PUTs).
+        if key as usize == self.dense.len() && self.sparse.is_empty() && self.len < max {
+            self.dense.push(Some(v));
+            self.len += 1;
+            return Ok(());
+        }
+        self.put_slow(key, v, max)
+    }
+
+    fn put_slow(&mut self, key: u64, v: Value, max: usize) -> Result<()> {
         let k = key as usize;
         if k < self.dense.len() {
             if self.dense[k].replace(v).is_none() {
@@ -345,7 +355,64 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 return Err(bad(format!("more than {} objects", self.opts.max_objects)).at(pos));
             }
             let (pos, op) = read_opcode(&mut self.reader)?;
-            match self.step(op) {
+            // The lightest and most frequent opcodes run here, without a call into `step`.
+            let res = match op {
+                Opcode::BinGet => self.reader.read_byte().and_then(|k| self.memo_lookup(k as u64)).map(|v| {
+                    self.stack.push(v);
+                    true
+                }),
+                Opcode::Memoize => self.memo_put(self.memo.len as u64).map(|()| true),
+                Opcode::BinPut => self.reader.read_byte().and_then(|k| self.memo_put(k as u64)).map(|()| true),
+                Opcode::BinInt1 => self.reader.read_byte().map(|b| {
+                    self.stack.push(Value::Int(b as i64));
+                    true
+                }),
+                Opcode::BinInt => ops::read_i32(&mut self.reader).map(|i| {
+                    self.stack.push(Value::Int(i as i64));
+                    true
+                }),
+                Opcode::BinInt2 => ops::read_u16(&mut self.reader).map(|i| {
+                    self.stack.push(Value::Int(i as i64));
+                    true
+                }),
+                Opcode::Long1 => self.reader.read_byte().and_then(|n| {
+                    let parsed = decode_long(&self.reader.read_exact(n as usize)?);
+                    let v = self.new_int(parsed);
+                    self.stack.push(v);
+                    Ok(true)
+                }),
+                Opcode::ShortBinUnicode => self.reader.read_byte().and_then(|n| {
+                    let raw = self.reader.read_exact(n as usize)?.into_cow();
+                    let v = self.utf8_str(raw)?;
+                    self.stack.push(v);
+                    Ok(true)
+                }),
+                Opcode::BinFloat => ops::read_f64(&mut self.reader).map(|f| {
+                    self.stack.push(Value::Float(f));
+                    true
+                }),
+                Opcode::None => {
+                    self.stack.push(Value::None);
+                    Ok(true)
+                }
+                Opcode::Mark if self.marks.len() < self.opts.max_depth => {
+                    self.marks.push(self.stack.len());
+                    self.fence = self.stack.len();
+                    Ok(true)
+                }
+                Opcode::EmptyList => {
+                    let v = self.graph.add(Object::List(Vec::new()));
+                    self.stack.push(v);
+                    Ok(true)
+                }
+                Opcode::EmptyDict => {
+                    let v = self.graph.add(Object::Dict(Default::default()));
+                    self.stack.push(v);
+                    Ok(true)
+                }
+                _ => self.step(op),
+            };
+            match res {
                 Ok(true) => {}
                 Ok(false) => return self.pop().map_err(|e| e.at(pos).in_opcode(op)),
                 Err(e) => return Err(e.at(pos).in_opcode(op)),
@@ -863,7 +930,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn memo_lookup(&self, key: u64) -> Result<Value> {
         match self.memo.get(key) {
             Some(v) => Ok(v),
@@ -871,7 +938,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn memo_put(&mut self, key: u64) -> Result<()> {
         let v = self.top()?;
         self.memo.put(key, v, self.opts.max_memo_len)

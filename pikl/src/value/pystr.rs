@@ -7,7 +7,18 @@ use std::fmt;
 /// general validator.
 #[inline]
 fn is_short_ascii(b: &[u8]) -> bool {
-    b.len() <= 32 && b.iter().fold(0u8, |acc, &c| acc | c) < 0x80
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
+    let n = b.len();
+    match n {
+        0..=3 => b.iter().all(|&c| c < 0x80),
+        // Two overlapping loads cover the whole text.
+        4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
+        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
+        17..=32 => (word(0) | word(8) | word(n - 16) | word(n - 8)) & HIGH == 0,
+        _ => false,
+    }
 }
 
 /// True for valid UTF-8 (no surrogates).
@@ -203,6 +214,19 @@ fn surrogatepass_valid(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ascii_check_sees_every_byte() {
+        for n in 0..40 {
+            let ascii = vec![b'a'; n];
+            assert_eq!(is_short_ascii(&ascii), n <= 32, "length {n}");
+            for i in 0..n {
+                let mut b = ascii.clone();
+                b[i] = 0xC3;
+                assert!(!is_short_ascii(&b), "length {n}, high byte at {i}");
+            }
+        }
+    }
 
     #[test]
     fn surrogates_round_trip() {
