@@ -1,6 +1,6 @@
-//! serde throughput, side by side: pikl's serde writer and reader, the same data through pikl's
-//! object model (a `Graph` built by hand then `dumps`; `loads` then reading the graph), and
-//! serde-pickle.
+//! serde throughput, side by side: pikl's serde writer (memoizing as CPython does, the default,
+//! and `SerOptions::memoize(false)`) and reader, the same data through pikl's object model (a
+//! `Graph` built by hand then `dumps`; `loads` then reading the graph), and serde-pickle.
 //!
 //! Shapes (generated here, deterministically): 150k records
 //! `{id: i64, name: String, score: f64, tags: Vec<String>, active: bool}`, 5M ints of mixed
@@ -164,6 +164,9 @@ fn bench_shape<T>(
     assert!(ours == *value, "{name}: pikl round trip");
     let theirs: T = serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new()).expect("serde-pickle reads it");
     assert!(theirs == *value, "{name}: serde-pickle reads another value");
+    let nomemo = pikl::to_vec(value, SerOptions::new().memoize(false)).expect("pikl to_vec without memo");
+    let ours: T = pikl::from_slice(&nomemo, DeOptions::new()).expect("pikl from_slice without memo");
+    assert!(ours == *value, "{name}: pikl round trip without memo");
     let graph_read = from_graph(&pikl::loads(&bytes).expect("loads"));
     assert!(graph_read == *value, "{name}: object model reads another value");
     let (g, root) = to_graph(value);
@@ -172,6 +175,9 @@ fn bench_shape<T>(
 
     let mut grp = group(c, &format!("dumps/{name}"), bytes.len());
     grp.bench_function("pikl_serde", |b| b.iter(|| pikl::to_vec(black_box(value), SerOptions::new()).expect("to_vec")));
+    grp.bench_function("pikl_serde_nomemo", |b| {
+        b.iter(|| pikl::to_vec(black_box(value), SerOptions::new().memoize(false)).expect("to_vec"))
+    });
     grp.bench_function("pikl_object_model", |b| {
         b.iter(|| {
             let (g, root) = to_graph(black_box(value));

@@ -113,15 +113,12 @@ use crate::read::{IoRead, SliceRead};
 /// # Ok::<(), pikl::Error>(())
 /// ```
 pub fn to_vec<T: Serialize + ?Sized>(value: &T, options: SerOptions) -> Result<Vec<u8>> {
-    let mut ser = ser::Ser::new(ser::NoSink, &options).map_err(error::Error::into_pikl)?;
-    ser.dump(value).map_err(error::Error::into_pikl)?;
-    Ok(ser.into_vec())
+    ser::dump(ser::NoSink, value, &options).map_err(error::Error::into_pikl)
 }
 
 /// Writes `value` as a pickle to `writer`, frame by frame (bounded memory at protocol 4+).
 pub fn to_writer<W: Write, T: Serialize + ?Sized>(writer: W, value: &T, options: SerOptions) -> Result<()> {
-    let mut ser = ser::Ser::new(ser::IoSink(writer), &options).map_err(error::Error::into_pikl)?;
-    ser.dump(value).map_err(error::Error::into_pikl)
+    ser::dump(ser::IoSink(writer), value, &options).map(drop).map_err(error::Error::into_pikl)
 }
 
 /// Reads a `T` from a pickle; `&str` and `&[u8]` fields borrow from `bytes`.

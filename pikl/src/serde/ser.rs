@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::ptr;
 
 use serde::ser::{self, Serialize};
 
@@ -20,6 +21,10 @@ const FLUSH_SIZE: usize = 1 << 20;
 /// Items per APPENDS / SETITEMS batch.
 const BATCH: usize = 1000;
 const NIL: u32 = u32::MAX;
+/// Free bytes the buffer has after every [`Out::boundary`] and every checked write: room for
+/// one atom (the longest, a short str with its MEMOIZE, is 35 bytes) written without a
+/// capacity check.
+const SLACK: usize = 64;
 
 /// Where committed bytes go: nowhere (the buffer is the result) or a writer.
 pub(crate) trait Sink {
@@ -56,13 +61,23 @@ impl<W: Write> Sink for IoSink<W> {
 }
 
 /// The output buffer, with protocol 4 framing as CPython frames: a frame is open whenever
-/// framing is on, and is committed at the first value boundary once it holds 64 KiB.
+/// framing is on, and is committed at the first value boundary once it holds 64 KiB. Its
+/// header's 9 bytes are reserved when it opens and filled in when it is committed.
+///
+/// Writes come in two kinds. Checked ones ([`Out::put`], [`Out::byte`]) make room first and
+/// leave at least [`SLACK`] bytes free after them; so does [`Out::boundary`], called before
+/// every value. The unchecked ones ([`Out::raw`], [`Out::raw_short`]) write one value's few
+/// bytes straight after a boundary or a checked write, into that slack.
 struct Out<S> {
     buf: Vec<u8>,
     framing: bool,
     /// Position of the open frame's header in `buf`.
     frame_start: usize,
-    /// [`Out::boundary`] does something once `buf` is this long.
+    /// The open frame is committed (or, without frames, the buffer is handed to the sink) at
+    /// the first boundary once `buf` is this long.
+    frame_limit: usize,
+    /// [`Out::boundary`] does something once `buf` is this long: the smaller of `frame_limit`
+    /// and the length that leaves less than [`SLACK`] bytes free.
     limit: usize,
     /// Bytes already handed to the sink.
     flushed: u64,
@@ -71,8 +86,23 @@ struct Out<S> {
 
 impl<S: Sink> Out<S> {
     fn new(sink: S) -> Self {
-        let limit = if S::STREAM { FLUSH_SIZE } else { usize::MAX };
-        Out { buf: Vec::with_capacity(1 << 12), framing: false, frame_start: 0, limit, flushed: 0, sink }
+        let frame_limit = if S::STREAM { FLUSH_SIZE } else { usize::MAX };
+        let mut out = Out {
+            buf: Vec::with_capacity(1 << 12),
+            framing: false,
+            frame_start: 0,
+            frame_limit,
+            limit: 0,
+            flushed: 0,
+            sink,
+        };
+        out.set_limit();
+        out
+    }
+
+    #[inline(always)]
+    fn set_limit(&mut self) {
+        self.limit = self.frame_limit.min(self.buf.capacity().saturating_sub(SLACK));
     }
 
     #[inline]
@@ -80,49 +110,109 @@ impl<S: Sink> Out<S> {
         self.flushed + self.buf.len() as u64
     }
 
+    /// Makes room for `n` bytes and [`SLACK`] more.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, n: usize) {
+        self.buf.reserve(n + SLACK);
+        self.set_limit();
+    }
+
+    /// A checked write.
     #[inline(always)]
     fn put(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(b);
+        let len = self.buf.len();
+        if self.buf.capacity() - len < b.len() + SLACK {
+            self.grow(b.len());
+        }
+        // SAFETY: the capacity was checked (or made) just above.
+        unsafe {
+            ptr::copy_nonoverlapping(b.as_ptr(), self.buf.as_mut_ptr().add(len), b.len());
+            self.buf.set_len(len + b.len());
+        }
+    }
+
+    /// Makes room for `n` bytes of unchecked writes.
+    #[inline(always)]
+    fn ensure(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() < n + SLACK {
+            self.grow(n);
+        }
     }
 
     #[inline(always)]
     fn byte(&mut self, b: u8) {
-        self.buf.push(b);
+        self.put(&[b]);
     }
 
-    /// Two header bytes, up to 32 bytes of data and an optional trailing byte, with one
-    /// capacity check and fixed-size copies (no call to `memcpy` for short strs).
+    /// Writes the `N` bytes of `b` at the end of the buffer and keeps the first `keep` of them.
+    ///
+    /// # Safety
+    ///
+    /// Only into the slack: after a boundary or a checked write, with at most [`SLACK`] bytes
+    /// written (by this and other unchecked writes) since.
     #[inline(always)]
-    fn short(&mut self, op: u8, data: &[u8], trailer: Option<u8>) {
-        let n = data.len();
-        debug_assert!(n <= 32);
+    unsafe fn raw<const N: usize>(&mut self, b: [u8; N], keep: usize) {
         let len = self.buf.len();
-        self.buf.extend_from_slice(&[0u8; 35]);
-        let dst = &mut self.buf[len..len + 35];
-        dst[0] = op;
-        dst[1] = n as u8;
-        let d = &mut dst[2..];
+        debug_assert!(N <= SLACK && keep <= N && self.buf.capacity() - len >= N);
+        ptr::write_unaligned(self.buf.as_mut_ptr().add(len).cast::<[u8; N]>(), b);
+        self.buf.set_len(len + keep);
+    }
+
+    /// An int from [`encode_int`]: `bytes` at offset 2, then `head` at offset 0, `len` kept.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (10 bytes).
+    #[inline(always)]
+    unsafe fn raw_int(&mut self, head: u64, bytes: u64, len: usize) {
+        let n = self.buf.len();
+        debug_assert!(self.buf.capacity() - n >= 10);
+        let dst = self.buf.as_mut_ptr().add(n);
+        ptr::write_unaligned(dst.add(2).cast::<[u8; 8]>(), bytes.to_le_bytes());
+        ptr::write_unaligned(dst.cast::<[u8; 8]>(), head.to_le_bytes());
+        self.buf.set_len(n + len);
+    }
+
+    /// Two header bytes, up to 32 bytes of data and an optional trailing byte, with
+    /// fixed-size copies (no call to `memcpy` for short strs).
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`]: this writes up to 35 bytes.
+    #[inline(always)]
+    unsafe fn raw_short(&mut self, op: u8, data: &[u8], trailer: Option<u8>) {
+        let n = data.len();
+        let len = self.buf.len();
+        debug_assert!(n <= 32 && self.buf.capacity() - len >= 35);
+        let dst = self.buf.as_mut_ptr().add(len);
+        ptr::write_unaligned(dst.cast::<[u8; 2]>(), [op, n as u8]);
+        let d = dst.add(2);
+        let s = data.as_ptr();
         if n >= 16 {
-            d[..16].copy_from_slice(&data[..16]);
-            d[n - 16..n].copy_from_slice(&data[n - 16..]);
+            ptr::write_unaligned(d.cast::<[u8; 16]>(), ptr::read_unaligned(s.cast::<[u8; 16]>()));
+            ptr::write_unaligned(
+                d.add(n - 16).cast::<[u8; 16]>(),
+                ptr::read_unaligned(s.add(n - 16).cast::<[u8; 16]>()),
+            );
         } else if n >= 8 {
-            d[..8].copy_from_slice(&data[..8]);
-            d[n - 8..n].copy_from_slice(&data[n - 8..]);
+            ptr::write_unaligned(d.cast::<[u8; 8]>(), ptr::read_unaligned(s.cast::<[u8; 8]>()));
+            ptr::write_unaligned(d.add(n - 8).cast::<[u8; 8]>(), ptr::read_unaligned(s.add(n - 8).cast::<[u8; 8]>()));
         } else if n >= 4 {
-            d[..4].copy_from_slice(&data[..4]);
-            d[n - 4..n].copy_from_slice(&data[n - 4..]);
-        } else {
-            // Up to 3 bytes: a loop, not a call to `memcpy`.
-            for (x, y) in d.iter_mut().zip(data) {
-                *x = *y;
-            }
+            ptr::write_unaligned(d.cast::<[u8; 4]>(), ptr::read_unaligned(s.cast::<[u8; 4]>()));
+            ptr::write_unaligned(d.add(n - 4).cast::<[u8; 4]>(), ptr::read_unaligned(s.add(n - 4).cast::<[u8; 4]>()));
+        } else if n > 0 {
+            // 1 to 3 bytes: first, middle and last.
+            *d = *s;
+            *d.add(n / 2) = *s.add(n / 2);
+            *d.add(n - 1) = *s.add(n - 1);
         }
         let mut end = len + 2 + n;
         if let Some(t) = trailer {
-            self.buf[end] = t;
+            *dst.add(2 + n) = t;
             end += 1;
         }
-        self.buf.truncate(end);
+        self.buf.set_len(end);
     }
 
     fn start_framing(&mut self) {
@@ -132,8 +222,9 @@ impl<S: Sink> Out<S> {
 
     fn open_frame(&mut self) {
         self.frame_start = self.buf.len();
-        self.buf.extend_from_slice(&[0; FRAME_HEADER]);
-        self.limit = self.frame_start + FRAME_HEADER + FRAME_SIZE_TARGET;
+        self.put(&[0; FRAME_HEADER]);
+        self.frame_limit = self.frame_start + FRAME_HEADER + FRAME_SIZE_TARGET;
+        self.set_limit();
     }
 
     /// Writes the open frame's header, or drops it for a frame of fewer than 4 bytes.
@@ -157,8 +248,9 @@ impl<S: Sink> Out<S> {
         Ok(())
     }
 
-    /// Called before each value is written (CPython's `_Pickler_OpcodeBoundary`).
-    #[inline]
+    /// Called before each value is written (CPython's `_Pickler_OpcodeBoundary`); leaves at
+    /// least [`SLACK`] bytes free.
+    #[inline(always)]
     fn boundary(&mut self) -> Result<()> {
         if self.buf.len() >= self.limit {
             self.boundary_slow()?;
@@ -167,15 +259,22 @@ impl<S: Sink> Out<S> {
     }
 
     #[cold]
+    #[inline(never)]
     fn boundary_slow(&mut self) -> Result<()> {
-        if self.framing {
-            self.commit_frame();
-            self.flush_buf()?;
-            self.open_frame();
-        } else {
-            self.flush_buf()?;
-            self.limit = if S::STREAM { self.buf.len() + FLUSH_SIZE } else { usize::MAX };
+        if self.buf.len() >= self.frame_limit {
+            if self.framing {
+                self.commit_frame();
+                self.flush_buf()?;
+                self.open_frame();
+            } else {
+                self.flush_buf()?;
+                self.frame_limit = if S::STREAM { self.buf.len() + FLUSH_SIZE } else { usize::MAX };
+            }
         }
+        if self.buf.capacity() - self.buf.len() < SLACK {
+            self.buf.reserve(SLACK);
+        }
+        self.set_limit();
         Ok(())
     }
 
@@ -187,6 +286,7 @@ impl<S: Sink> Out<S> {
                 self.flush_buf()?;
                 self.sink.write_all(data)?;
                 self.flushed += data.len() as u64;
+                self.set_limit_after_flush();
             } else {
                 self.put(data);
             }
@@ -205,6 +305,14 @@ impl<S: Sink> Out<S> {
         Ok(())
     }
 
+    /// Without frames, the next flush is due [`FLUSH_SIZE`] bytes after the one just made.
+    fn set_limit_after_flush(&mut self) {
+        if !self.framing {
+            self.frame_limit = if S::STREAM { self.buf.len() + FLUSH_SIZE } else { usize::MAX };
+            self.set_limit();
+        }
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.framing {
             self.commit_frame();
@@ -218,14 +326,34 @@ impl<S: Sink> Out<S> {
     }
 }
 
-/// The writer of one pickle.
-pub(crate) struct Ser<'o, S> {
+/// Writes the pickle of `value` to `sink`; returns the buffer (empty when `sink` streams).
+///
+/// The writer is compiled three times over: protocol 4+ memoizing (the default), protocol 4+
+/// without memo, and everything else (protocols 0 to 3), so the common paths test neither the
+/// protocol nor the memo.
+pub(crate) fn dump<S: Sink, T: Serialize + ?Sized>(sink: S, value: &T, opts: &SerOptions) -> Result<Vec<u8>> {
+    let proto = opts.get_protocol();
+    if proto > crate::HIGHEST_PROTOCOL {
+        return Err(Error::ser(format!("pickle protocol must be <= {}, not {proto}", crate::HIGHEST_PROTOCOL)));
+    }
+    match (proto >= 4, opts.get_memoize()) {
+        (true, true) => Ser::<S, true, true>::new(sink, opts).run(value),
+        (true, false) => Ser::<S, true, false>::new(sink, opts).run(value),
+        _ => Ser::<S, false, false>::new(sink, opts).run(value),
+    }
+}
+
+/// The writer of one pickle. `P4`: the protocol is 4 or 5 (frames, MEMOIZE, every binary
+/// opcode). `MEMO` (with `P4` only): memoizing; below protocol 4 the memo is `memoize`.
+pub(crate) struct Ser<'o, S, const P4: bool, const MEMO: bool> {
     out: Out<S>,
     proto: u8,
     memoize: bool,
     fix_imports: bool,
     opts: &'o SerOptions,
-    memo_len: u32,
+    has_classes: bool,
+    /// Memo entries written so far.
+    memo_len: u64,
     /// Memo indices of CPython's shared strs: one Latin-1 character (by code point) or empty
     /// (256).
     chars: Vec<u32>,
@@ -243,24 +371,81 @@ pub(crate) struct Ser<'o, S> {
     in_key: u32,
     /// The next bytes are a big int's (see [`super::bigint`]).
     bigint: bool,
-    /// Memoizing at protocol 4+: MEMOIZE after each value.
-    fast_memo: bool,
     /// The last struct name looked up in the options, and its class.
     last_struct: (usize, Option<(&'o str, &'o str)>),
 }
 
-impl<'o, S: Sink> Ser<'o, S> {
-    pub(crate) fn new(sink: S, opts: &'o SerOptions) -> Result<Self> {
-        let proto = opts.get_protocol();
-        if proto > crate::HIGHEST_PROTOCOL {
-            return Err(Error::ser(format!("pickle protocol must be <= {}, not {proto}", crate::HIGHEST_PROTOCOL)));
-        }
-        Ok(Ser {
+/// A memo index as kept in the writer's tables: `NIL` past the 2^32 - 1 that GET can reach
+/// (such a value is written again rather than fetched).
+#[inline(always)]
+fn memo_index(i: u64) -> u32 {
+    if i < NIL as u64 {
+        i as u32
+    } else {
+        NIL
+    }
+}
+
+/// The key of CPython's shared strs (the empty str and one Latin-1 character).
+#[inline]
+fn shared_str_key(s: &str) -> Option<usize> {
+    let mut cs = s.chars();
+    match (cs.next(), cs.next()) {
+        (None, _) => Some(256),
+        (Some(c), None) if (c as u32) < 256 => Some(c as usize),
+        _ => None,
+    }
+}
+
+/// How an int is written from protocol 2, by its count of leading redundant bits `lz` (1 to
+/// 64; those of `i ^ (i >> 63)`), plus 65 for a negative int: `[opcode, length, n, shift]`,
+/// where LONG1's `n` is its count of bytes (5 to 8; 0 for the others) and `shift` is 8 when the
+/// int's bytes follow `n`.
+const INT_FORMS: [[u8; 4]; 130] = {
+    let mut t = [[0u8; 4]; 130];
+    let mut lz = 1;
+    while lz <= 64 {
+        let long_n = ((72 - lz) / 8) as u8;
+        let long = [Op::Long1 as u8, 2 + long_n, long_n, 8];
+        t[lz] = if lz >= 56 {
+            [Op::BinInt1 as u8, 2, 0, 0]
+        } else if lz >= 48 {
+            [Op::BinInt2 as u8, 3, 0, 0]
+        } else if lz >= 33 {
+            [Op::BinInt as u8, 5, 0, 0]
+        } else {
+            long
+        };
+        t[65 + lz] = if lz >= 33 { [Op::BinInt as u8, 5, 0, 0] } else { long };
+        lz += 1;
+    }
+    t
+};
+
+/// An int as CPython writes it from protocol 2: BININT1, BININT2, BININT, or LONG1 with its
+/// minimal two's complement bytes (5 to 8 of them). Computed without branches on the value
+/// (the widths of real data are rarely predictable), as two overlapping words: the opcode and
+/// the start of its argument, then the int's 8 bytes (LONG1's bytes, after its length byte),
+/// and how many of those 10 bytes to keep.
+#[inline(always)]
+fn encode_int(i: i64) -> (u64, u64, usize) {
+    let u = i as u64;
+    let sign = (i >> 63) as u64;
+    let lz = (u ^ sign).leading_zeros() as usize;
+    let [op, len, n, shift] = INT_FORMS[lz + (sign as usize & 65)];
+    let first = (u << shift) | n as u64;
+    (op as u64 | (first << 8), u, len as usize)
+}
+
+impl<'o, S: Sink, const P4: bool, const MEMO: bool> Ser<'o, S, P4, MEMO> {
+    fn new(sink: S, opts: &'o SerOptions) -> Self {
+        Ser {
             out: Out::new(sink),
-            proto,
+            proto: opts.get_protocol(),
             memoize: opts.get_memoize(),
             fix_imports: opts.get_fix_imports(),
             opts,
+            has_classes: opts.has_classes(),
             memo_len: 0,
             chars: vec![NIL; 257],
             bytes1: vec![NIL; 257],
@@ -271,26 +456,22 @@ impl<'o, S: Sink> Ser<'o, S> {
             latin1: NIL,
             in_key: 0,
             bigint: false,
-            fast_memo: opts.get_memoize() && proto >= 4,
             last_struct: (0, None),
-        })
+        }
     }
 
     /// Writes the whole pickle of `value`.
-    pub(crate) fn dump<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+    fn run<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Vec<u8>> {
         if self.proto >= 2 {
             self.out.put(&[Op::Proto as u8, self.proto]);
         }
-        if self.proto >= 4 {
+        if P4 {
             self.out.start_framing();
         }
-        value.serialize(&mut *self)?;
+        value.serialize(&mut self)?;
         self.out.byte(Op::Stop as u8);
-        self.out.finish()
-    }
-
-    pub(crate) fn into_vec(self) -> Vec<u8> {
-        self.out.buf
+        self.out.finish()?;
+        Ok(self.out.buf)
     }
 
     #[inline]
@@ -298,31 +479,55 @@ impl<'o, S: Sink> Ser<'o, S> {
         self.out.pos()
     }
 
+    /// Memoizing.
+    #[inline(always)]
+    fn memo(&self) -> bool {
+        if P4 {
+            MEMO
+        } else {
+            self.memoize
+        }
+    }
+
+    /// The protocol is at least `p`.
+    #[inline(always)]
+    fn proto_ge(&self, p: u8) -> bool {
+        (P4 && p <= 4) || self.proto >= p
+    }
+
     // ---- memo ----
 
     /// Memoizes the value just written; returns its index (`NIL` when memoizing is off, or
-    /// once the memo holds 2^32 - 1 entries: later values are written without a memo entry).
+    /// past the indices GET can reach).
     #[inline(always)]
     fn put(&mut self) -> u32 {
-        if self.fast_memo && self.memo_len < NIL - 1 {
-            let idx = self.memo_len;
-            self.memo_len += 1;
+        if P4 {
+            if !MEMO {
+                return NIL;
+            }
             self.out.byte(Op::Memoize as u8);
-            return idx;
+            return self.count_memo();
         }
         self.put_slow()
     }
 
-    #[inline(never)]
-    fn put_slow(&mut self) -> u32 {
-        if !self.memoize || self.memo_len >= NIL - 1 {
-            return NIL;
-        }
+    /// Counts a MEMOIZE written by a fused write; returns its index.
+    #[inline(always)]
+    fn count_memo(&mut self) -> u32 {
         let idx = self.memo_len;
         self.memo_len += 1;
-        if self.proto >= 4 {
-            self.out.byte(Op::Memoize as u8);
-        } else if self.proto >= 1 {
+        memo_index(idx)
+    }
+
+    /// PUT, BINPUT or LONG_BINPUT, below protocol 4 (where a PUT's index must fit 32 bits).
+    #[inline(never)]
+    fn put_slow(&mut self) -> u32 {
+        if !self.memoize || self.memo_len >= (NIL - 1) as u64 {
+            return NIL;
+        }
+        let idx = self.memo_len as u32;
+        self.memo_len += 1;
+        if self.proto >= 1 {
             if idx < 256 {
                 self.out.put(&[Op::BinPut as u8, idx as u8]);
             } else {
@@ -337,59 +542,79 @@ impl<'o, S: Sink> Ser<'o, S> {
         idx
     }
 
+    /// BINGET or LONG_BINGET of a memo entry (a checked write).
     #[inline(always)]
     fn get(&mut self, idx: u32) {
-        if idx < 256 && self.proto >= 1 {
-            self.out.put(&[Op::BinGet as u8, idx as u8]);
+        self.out.ensure(5);
+        // SAFETY: room was made just above.
+        unsafe { self.get_raw(idx) }
+    }
+
+    /// BINGET or LONG_BINGET, unchecked.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (5 bytes).
+    #[inline(always)]
+    unsafe fn get_raw(&mut self, idx: u32) {
+        if self.proto_ge(1) {
+            let b = idx.to_le_bytes();
+            if idx < 256 {
+                self.out.raw([Op::BinGet as u8, b[0]], 2);
+            } else {
+                self.out.raw([Op::LongBinGet as u8, b[0], b[1], b[2], b[3]], 5);
+            }
         } else {
-            self.get_slow(idx);
+            self.get_text(idx);
         }
     }
 
     #[inline(never)]
-    fn get_slow(&mut self, idx: u32) {
-        if self.proto >= 1 {
-            let b = idx.to_le_bytes();
-            self.out.put(&[Op::LongBinGet as u8, b[0], b[1], b[2], b[3]]);
-        } else {
-            self.out.byte(Op::Get as u8);
-            self.out.put(itoa::Buffer::new().format(idx).as_bytes());
-            self.out.byte(b'\n');
-        }
+    fn get_text(&mut self, idx: u32) {
+        self.out.byte(Op::Get as u8);
+        self.out.put(itoa::Buffer::new().format(idx).as_bytes());
+        self.out.byte(b'\n');
     }
 
     // ---- atoms ----
 
+    /// An int.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (10 bytes).
     #[inline(always)]
-    fn write_i64(&mut self, i: i64) {
-        if self.proto >= 1 {
-            if (0..=0xFF).contains(&i) {
-                return self.out.put(&[Op::BinInt1 as u8, i as u8]);
-            }
-            if (0..=0xFFFF).contains(&i) {
-                let b = (i as u16).to_le_bytes();
-                return self.out.put(&[Op::BinInt2 as u8, b[0], b[1]]);
-            }
-            if let Ok(small) = i32::try_from(i) {
-                let b = small.to_le_bytes();
-                return self.out.put(&[Op::BinInt as u8, b[0], b[1], b[2], b[3]]);
-            }
-            if self.proto >= 2 {
-                // LONG1 with the minimal two's complement bytes: 5 to 8 of them.
-                let n = (72 - (i ^ (i >> 63)).leading_zeros()) as usize / 8;
-                let b = i.to_le_bytes();
-                self.out.put(&[Op::Long1 as u8, n as u8, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                let len = self.out.buf.len();
-                self.out.buf.truncate(len - (8 - n));
-                return;
-            }
+    unsafe fn write_i64(&mut self, i: i64) {
+        if self.proto_ge(2) {
+            let (head, bytes, len) = encode_int(i);
+            self.out.raw_int(head, bytes, len);
+            return;
         }
         self.write_i64_slow(i);
     }
 
+    /// An int, checked.
+    fn write_i64_checked(&mut self, i: i64) {
+        self.out.ensure(10);
+        // SAFETY: room was made just above.
+        unsafe { self.write_i64(i) }
+    }
+
+    /// Protocols 0 and 1.
     #[inline(never)]
     fn write_i64_slow(&mut self, i: i64) {
-        if let (0, Ok(small)) = (self.proto, i32::try_from(i)) {
+        if let Ok(small) = i32::try_from(i) {
+            if self.proto >= 1 {
+                if (0..=0xFF).contains(&small) {
+                    return self.out.put(&[Op::BinInt1 as u8, small as u8]);
+                }
+                if (0..=0xFFFF).contains(&small) {
+                    let b = (small as u16).to_le_bytes();
+                    return self.out.put(&[Op::BinInt2 as u8, b[0], b[1]]);
+                }
+                let b = small.to_le_bytes();
+                return self.out.put(&[Op::BinInt as u8, b[0], b[1], b[2], b[3]]);
+            }
             self.out.byte(Op::Int as u8);
             self.out.put(itoa::Buffer::new().format(small).as_bytes());
             self.out.byte(b'\n');
@@ -401,7 +626,7 @@ impl<'o, S: Sink> Ser<'o, S> {
     /// An int beyond 32 bits: LONG1 with its minimal two's complement bytes from protocol 2,
     /// else `LONG` text.
     fn write_i128(&mut self, i: i128) {
-        if self.proto >= 2 {
+        if self.proto_ge(2) {
             let b = i.to_le_bytes();
             let n = minimal_len(&b);
             self.out.put(&[Op::Long1 as u8, n as u8]);
@@ -415,12 +640,12 @@ impl<'o, S: Sink> Ser<'o, S> {
 
     fn write_u128(&mut self, u: u128) {
         if let Ok(i) = i64::try_from(u) {
-            return self.write_i64(i);
+            return self.write_i64_checked(i);
         }
         if let Ok(i) = i128::try_from(u) {
             return self.write_i128(i);
         }
-        if self.proto >= 2 {
+        if self.proto_ge(2) {
             let mut b = [0u8; 17];
             b[..16].copy_from_slice(&u.to_le_bytes());
             self.out.put(&[Op::Long1 as u8, 17]);
@@ -439,10 +664,10 @@ impl<'o, S: Sink> Ser<'o, S> {
         if b.len() <= 8 {
             let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
             buf[..b.len()].copy_from_slice(b);
-            self.write_i64(i64::from_le_bytes(buf));
+            self.write_i64_checked(i64::from_le_bytes(buf));
             return Ok(());
         }
-        if self.proto >= 2 {
+        if self.proto_ge(2) {
             if b.len() < 256 {
                 self.out.put(&[Op::Long1 as u8, b.len() as u8]);
             } else {
@@ -460,11 +685,16 @@ impl<'o, S: Sink> Ser<'o, S> {
         Ok(())
     }
 
+    /// A float.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (9 bytes).
     #[inline(always)]
-    fn write_f64(&mut self, f: f64) {
-        if self.proto >= 1 {
+    unsafe fn write_f64(&mut self, f: f64) {
+        if self.proto_ge(1) {
             let b = f.to_be_bytes();
-            self.out.put(&[Op::BinFloat as u8, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            self.out.raw([Op::BinFloat as u8, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]], 9);
         } else {
             self.write_f64_text(f);
         }
@@ -479,22 +709,29 @@ impl<'o, S: Sink> Ser<'o, S> {
         self.out.put(s.as_bytes());
     }
 
-    /// A str's opcode and data, without memoizing.
-    #[inline]
+    /// A str's opcode and data, without memoizing (checked writes).
     fn str_data(&mut self, s: &str) -> Result<()> {
         let n = s.len();
-        if self.proto >= 4 && n <= 32 {
-            self.out.short(Op::ShortBinUnicode as u8, s.as_bytes(), None);
+        if self.proto_ge(4) && n <= 32 {
+            self.out.ensure(35);
+            // SAFETY: room was made just above.
+            unsafe { self.out.raw_short(Op::ShortBinUnicode as u8, s.as_bytes(), None) };
             return Ok(());
         }
-        if self.proto >= 4 && n <= 0xFF {
+        self.str_data_long(s)
+    }
+
+    #[inline(never)]
+    fn str_data_long(&mut self, s: &str) -> Result<()> {
+        let n = s.len();
+        if self.proto_ge(4) && n <= 0xFF {
             self.out.put(&[Op::ShortBinUnicode as u8, n as u8]);
             self.out.put(s.as_bytes());
             return Ok(());
         }
-        if self.proto >= 1 {
+        if self.proto_ge(1) {
             if n > 0xFFFF_FFFF {
-                if self.proto < 4 {
+                if !self.proto_ge(4) {
                     return Err(Error::ser("cannot serialize a string larger than 4GiB"));
                 }
                 let mut h = [0u8; 9];
@@ -515,29 +752,26 @@ impl<'o, S: Sink> Ser<'o, S> {
 
     /// A str value: CPython's one-character and empty strs are shared objects, so they are
     /// memoized by content; other strs are fresh objects.
-    #[inline]
-    fn write_str(&mut self, s: &str) -> Result<()> {
-        if self.memoize && s.len() <= 2 {
-            let mut cs = s.chars();
-            let key = match (cs.next(), cs.next()) {
-                (None, _) => Some(256),
-                (Some(c), None) if (c as u32) < 256 => Some(c as usize),
-                _ => None,
-            };
-            if let Some(k) = key {
-                if self.chars[k] != NIL {
-                    self.get(self.chars[k]);
-                    return Ok(());
-                }
-                self.str_data(s)?;
-                self.chars[k] = self.put();
-                return Ok(());
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (35 bytes).
+    #[inline(always)]
+    unsafe fn write_str(&mut self, s: &str) -> Result<()> {
+        let n = s.len();
+        if self.memo() && n <= 2 {
+            if let Some(k) = shared_str_key(s) {
+                return self.write_shared_str(s, k);
             }
         }
-        if self.fast_memo && s.len() <= 32 && self.memo_len < NIL - 1 {
-            // SHORT_BINUNICODE and MEMOIZE in one write.
-            self.memo_len += 1;
-            self.out.short(Op::ShortBinUnicode as u8, s.as_bytes(), Some(Op::Memoize as u8));
+        if P4 && n <= 32 {
+            if MEMO {
+                // SHORT_BINUNICODE and MEMOIZE in one write.
+                self.out.raw_short(Op::ShortBinUnicode as u8, s.as_bytes(), Some(Op::Memoize as u8));
+                self.count_memo();
+            } else {
+                self.out.raw_short(Op::ShortBinUnicode as u8, s.as_bytes(), None);
+            }
             return Ok(());
         }
         self.str_data(s)?;
@@ -545,17 +779,36 @@ impl<'o, S: Sink> Ser<'o, S> {
         Ok(())
     }
 
+    #[inline(never)]
+    fn write_shared_str(&mut self, s: &str, k: usize) -> Result<()> {
+        if self.chars[k] != NIL {
+            self.get(self.chars[k]);
+            return Ok(());
+        }
+        self.str_data(s)?;
+        self.chars[k] = self.put();
+        Ok(())
+    }
+
     /// An interned str (a field or variant name): written once, then fetched from the memo.
-    #[inline]
-    fn write_name(&mut self, s: &'static str) -> Result<()> {
-        if !self.memoize {
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (35 bytes).
+    #[inline(always)]
+    unsafe fn write_name(&mut self, s: &'static str) -> Result<()> {
+        if !self.memo() {
+            if P4 && s.len() <= 32 {
+                self.out.raw_short(Op::ShortBinUnicode as u8, s.as_bytes(), None);
+                return Ok(());
+            }
             return self.str_data(s);
         }
         let addr = s.as_ptr() as usize;
         let slot = (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) & 63;
         let (a, l, idx) = self.name_cache[slot];
         if a == addr && l == s.len() {
-            self.get(idx);
+            self.get_raw(idx);
             return Ok(());
         }
         self.write_name_slow(s, addr, slot)
@@ -570,12 +823,7 @@ impl<'o, S: Sink> Ser<'o, S> {
             }
             None => {
                 // One-character names are CPython's shared strs as well.
-                let mut cs = s.chars();
-                let single = match (cs.next(), cs.next()) {
-                    (None, _) => Some(256),
-                    (Some(c), None) if (c as u32) < 256 => Some(c as usize),
-                    _ => None,
-                };
+                let single = shared_str_key(s);
                 if let Some(k) = single.filter(|&k| self.chars[k] != NIL) {
                     self.get(self.chars[k]);
                     self.chars[k]
@@ -589,8 +837,10 @@ impl<'o, S: Sink> Ser<'o, S> {
                 }
             }
         };
-        self.names.insert(s, idx);
-        self.name_cache[slot] = (addr, s.len(), idx);
+        if idx != NIL {
+            self.names.insert(s, idx);
+            self.name_cache[slot] = (addr, s.len(), idx);
+        }
         Ok(())
     }
 
@@ -600,13 +850,13 @@ impl<'o, S: Sink> Ser<'o, S> {
             [c] => Some(*c as usize),
             _ => None,
         };
-        if let Some(k) = single.filter(|_| self.memoize) {
+        if let Some(k) = single.filter(|_| self.memo()) {
             if self.bytes1[k] != NIL {
                 self.get(self.bytes1[k]);
                 return Ok(());
             }
         }
-        if self.proto >= 3 {
+        if self.proto_ge(3) {
             let n = b.len();
             if n <= 0xFF {
                 self.out.payload(&[Op::ShortBinBytes as u8, n as u8], b)?;
@@ -614,7 +864,7 @@ impl<'o, S: Sink> Ser<'o, S> {
                 let l = (n as u32).to_le_bytes();
                 self.out.payload(&[Op::BinBytes as u8, l[0], l[1], l[2], l[3]], b)?;
             } else {
-                if self.proto < 4 {
+                if !self.proto_ge(4) {
                     return Err(Error::ser("cannot serialize a bytes object larger than 4 GiB"));
                 }
                 let mut h = [0u8; 9];
@@ -658,7 +908,7 @@ impl<'o, S: Sink> Ser<'o, S> {
     }
 
     fn empty_tuple(&mut self) {
-        if self.proto >= 1 {
+        if self.proto_ge(1) {
             self.out.byte(Op::EmptyTuple as u8);
         } else {
             self.out.put(&[Op::Mark as u8, Op::Tuple as u8]);
@@ -672,14 +922,14 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.get(idx);
             return Ok(());
         }
-        if self.proto >= 4 {
+        if self.proto_ge(4) {
             self.out.boundary()?;
             match self.modules.get(module) {
-                Some(&idx) if self.memoize => self.get(idx),
+                Some(&idx) if self.memo() => self.get(idx),
                 _ => {
                     self.str_data(module)?;
                     let idx = self.put();
-                    if self.memoize {
+                    if self.memo() && idx != NIL {
                         self.modules.insert(module.to_owned(), idx);
                     }
                 }
@@ -709,17 +959,23 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.out.byte(b'\n');
         }
         let idx = self.put();
-        if self.memoize {
+        if self.memo() && idx != NIL {
             self.globals.insert((module.to_owned(), name.to_owned()), idx);
         }
         Ok(())
     }
 
     /// The class a struct is written as, if any.
+    #[inline(always)]
     fn class_of(&mut self, name: &'static str) -> Option<(&'o str, &'o str)> {
-        if !self.opts.has_classes() {
+        if !self.has_classes {
             return None;
         }
+        self.class_of_slow(name)
+    }
+
+    #[inline(never)]
+    fn class_of_slow(&mut self, name: &'static str) -> Option<(&'o str, &'o str)> {
         let addr = name.as_ptr() as usize ^ name.len();
         if self.last_struct.0 != addr {
             let opts: &'o SerOptions = self.opts;
@@ -731,7 +987,7 @@ impl<'o, S: Sink> Ser<'o, S> {
     /// Starts an instance of `module.qualname`, as CPython writes a plain class instance:
     /// `NEWOBJ(cls, ())` from protocol 2, `copyreg._reconstructor(cls, object, None)` below.
     fn begin_instance(&mut self, module: &str, qualname: &str) -> Result<()> {
-        if self.proto >= 2 {
+        if self.proto_ge(2) {
             self.write_global(module, qualname)?;
             self.out.boundary()?;
             self.empty_tuple();
@@ -752,40 +1008,48 @@ impl<'o, S: Sink> Ser<'o, S> {
         Ok(())
     }
 
+    /// An empty list, memoized.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (2 bytes).
     #[inline(always)]
-    fn empty_list(&mut self) -> Result<()> {
-        if self.fast_memo && self.memo_len < NIL - 1 {
-            self.memo_len += 1;
-            self.out.put(&[Op::EmptyList as u8, Op::Memoize as u8]);
-            return Ok(());
-        }
-        if self.proto >= 1 {
-            self.out.byte(Op::EmptyList as u8);
-        } else {
-            self.out.put(&[Op::Mark as u8, Op::List as u8]);
-        }
-        self.put();
-        Ok(())
+    unsafe fn empty_list(&mut self) {
+        self.empty_container(Op::EmptyList as u8, Op::List as u8)
+    }
+
+    /// An empty dict, memoized.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (2 bytes).
+    #[inline(always)]
+    unsafe fn empty_dict(&mut self) {
+        self.empty_container(Op::EmptyDict as u8, Op::Dict as u8)
     }
 
     #[inline(always)]
-    fn empty_dict(&mut self) -> Result<()> {
-        if self.fast_memo && self.memo_len < NIL - 1 {
-            self.memo_len += 1;
-            self.out.put(&[Op::EmptyDict as u8, Op::Memoize as u8]);
-            return Ok(());
+    unsafe fn empty_container(&mut self, empty: u8, from_mark: u8) {
+        if P4 {
+            if MEMO {
+                self.out.raw([empty, Op::Memoize as u8], 2);
+                self.count_memo();
+            } else {
+                self.out.raw([empty], 1);
+            }
+            return;
         }
         if self.proto >= 1 {
-            self.out.byte(Op::EmptyDict as u8);
+            self.out.byte(empty);
         } else {
-            self.out.put(&[Op::Mark as u8, Op::Dict as u8]);
+            self.out.put(&[Op::Mark as u8, from_mark]);
         }
         self.put();
-        Ok(())
     }
 
+    #[inline(always)]
     fn items(&self, len: Option<usize>) -> Items {
-        if self.proto == 0 || len == Some(1) {
+        if !self.proto_ge(1) || len == Some(1) {
             Items::Single
         } else {
             Items::Batched
@@ -797,7 +1061,7 @@ impl<'o, S: Sink> Ser<'o, S> {
             self.empty_tuple();
             return Ok(TupleKind::Empty);
         }
-        if len <= 3 && self.proto >= 2 {
+        if len <= 3 && self.proto_ge(2) {
             return Ok(TupleKind::Short(len));
         }
         self.out.byte(Op::Mark as u8);
@@ -891,8 +1155,8 @@ enum TupleKind {
 
 /// A list, a tuple (also a list inside a dict key, which must be hashable) or a struct variant's
 /// tuple.
-pub(crate) struct SeqSer<'a, 'o, S> {
-    ser: &'a mut Ser<'o, S>,
+pub(crate) struct SeqSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
+    ser: &'a mut Ser<'o, S, P4, MEMO>,
     kind: SeqKind,
     /// `kind` is `List(Batched)`.
     batched: bool,
@@ -908,14 +1172,17 @@ enum SeqKind {
     VariantTuple(TupleKind),
 }
 
-impl<S: Sink> SeqSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> SeqSer<'_, '_, S, P4, MEMO> {
     #[inline(always)]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let i = self.count;
         self.count += 1;
         if self.batched {
             if self.batch == 0 {
-                self.ser.out.byte(Op::Mark as u8);
+                // SAFETY: a batch starts right after the list's EMPTY_LIST and MEMOIZE (which
+                // followed a boundary) or right after the APPENDS (a checked write) ending the
+                // last batch.
+                unsafe { self.ser.out.raw([Op::Mark as u8], 1) };
             }
             value.serialize(&mut *self.ser).map_err(|e| e.index(i))?;
             self.batch += 1;
@@ -932,6 +1199,7 @@ impl<S: Sink> SeqSer<'_, '_, S> {
         Ok(())
     }
 
+    #[inline]
     fn finish(self) -> Result<()> {
         match self.kind {
             SeqKind::List(Items::Batched) => {
@@ -953,8 +1221,8 @@ impl<S: Sink> SeqSer<'_, '_, S> {
 }
 
 /// A dict, or a struct (as a dict, or as an instance whose state is that dict).
-pub(crate) struct MapSer<'a, 'o, S> {
-    ser: &'a mut Ser<'o, S>,
+pub(crate) struct MapSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
+    ser: &'a mut Ser<'o, S, P4, MEMO>,
     items: Items,
     count: usize,
     batch: usize,
@@ -966,15 +1234,15 @@ pub(crate) struct MapSer<'a, 'o, S> {
     empty: bool,
 }
 
-impl<S: Sink> MapSer<'_, '_, S> {
-    #[inline]
+impl<S: Sink, const P4: bool, const MEMO: bool> MapSer<'_, '_, S, P4, MEMO> {
+    #[inline(always)]
     fn before_key(&mut self) {
         if self.items == Items::Batched && self.batch == 0 {
             self.ser.out.byte(Op::Mark as u8);
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn after_value(&mut self) {
         self.count += 1;
         match self.items {
@@ -989,6 +1257,7 @@ impl<S: Sink> MapSer<'_, '_, S> {
         }
     }
 
+    #[inline]
     fn finish(self) -> Result<()> {
         if !self.empty && self.items == Items::Batched {
             if self.batch > 0 {
@@ -1007,11 +1276,12 @@ impl<S: Sink> MapSer<'_, '_, S> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
         self.before_key();
         self.ser.out.boundary()?;
-        self.ser.write_name(key)?;
+        // SAFETY: right after a boundary.
+        unsafe { self.ser.write_name(key)? };
         value.serialize(&mut *self.ser).map_err(|e| e.key(key))?;
         self.after_value();
         Ok(())
@@ -1021,32 +1291,34 @@ impl<S: Sink> MapSer<'_, '_, S> {
 macro_rules! int_serializers {
     ($($m:ident: $t:ty),*) => {
         $(
-            #[inline]
+            #[inline(always)]
             fn $m(self, v: $t) -> Result<()> {
                 self.out.boundary()?;
-                self.write_i64(v as i64);
+                // SAFETY: right after a boundary.
+                unsafe { self.write_i64(v as i64) };
                 Ok(())
             }
         )*
     };
 }
 
-impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
+impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a mut Ser<'o, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
-    type SerializeSeq = SeqSer<'a, 'o, S>;
-    type SerializeTuple = SeqSer<'a, 'o, S>;
-    type SerializeTupleStruct = SeqSer<'a, 'o, S>;
-    type SerializeTupleVariant = SeqSer<'a, 'o, S>;
-    type SerializeMap = MapSer<'a, 'o, S>;
-    type SerializeStruct = MapSer<'a, 'o, S>;
-    type SerializeStructVariant = MapSer<'a, 'o, S>;
+    type SerializeSeq = SeqSer<'a, 'o, S, P4, MEMO>;
+    type SerializeTuple = SeqSer<'a, 'o, S, P4, MEMO>;
+    type SerializeTupleStruct = SeqSer<'a, 'o, S, P4, MEMO>;
+    type SerializeTupleVariant = SeqSer<'a, 'o, S, P4, MEMO>;
+    type SerializeMap = MapSer<'a, 'o, S, P4, MEMO>;
+    type SerializeStruct = MapSer<'a, 'o, S, P4, MEMO>;
+    type SerializeStructVariant = MapSer<'a, 'o, S, P4, MEMO>;
 
-    #[inline]
+    #[inline(always)]
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.out.boundary()?;
-        if self.proto >= 2 {
-            self.out.byte(if v { Op::NewTrue as u8 } else { Op::NewFalse as u8 });
+        if self.proto_ge(2) {
+            // SAFETY: right after a boundary.
+            unsafe { self.out.raw([if v { Op::NewTrue as u8 } else { Op::NewFalse as u8 }], 1) };
         } else {
             self.out.put(if v { b"I01\n" } else { b"I00\n" });
         }
@@ -1056,11 +1328,12 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
     int_serializers!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
                      serialize_u8: u8, serialize_u16: u16, serialize_u32: u32);
 
-    #[inline]
+    #[inline(always)]
     fn serialize_u64(self, v: u64) -> Result<()> {
         self.out.boundary()?;
         match i64::try_from(v) {
-            Ok(i) => self.write_i64(i),
+            // SAFETY: right after a boundary.
+            Ok(i) => unsafe { self.write_i64(i) },
             Err(_) => self.write_i128(v as i128),
         }
         Ok(())
@@ -1069,7 +1342,8 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
     fn serialize_i128(self, v: i128) -> Result<()> {
         self.out.boundary()?;
         match i64::try_from(v) {
-            Ok(i) => self.write_i64(i),
+            // SAFETY: right after a boundary.
+            Ok(i) => unsafe { self.write_i64(i) },
             Err(_) => self.write_i128(v),
         }
         Ok(())
@@ -1081,17 +1355,19 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_f32(self, v: f32) -> Result<()> {
         self.out.boundary()?;
-        self.write_f64(v as f64);
+        // SAFETY: right after a boundary.
+        unsafe { self.write_f64(v as f64) };
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_f64(self, v: f64) -> Result<()> {
         self.out.boundary()?;
-        self.write_f64(v);
+        // SAFETY: right after a boundary.
+        unsafe { self.write_f64(v) };
         Ok(())
     }
 
@@ -1100,10 +1376,11 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         self.serialize_str(v.encode_utf8(&mut buf))
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_str(self, v: &str) -> Result<()> {
         self.out.boundary()?;
-        self.write_str(v)
+        // SAFETY: right after a boundary.
+        unsafe { self.write_str(v) }
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
@@ -1116,10 +1393,11 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         self.write_bytes(v)
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_none(self) -> Result<()> {
         self.out.boundary()?;
-        self.out.byte(Op::None as u8);
+        // SAFETY: right after a boundary.
+        unsafe { self.out.raw([Op::None as u8], 1) };
         Ok(())
     }
 
@@ -1138,7 +1416,8 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
 
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<()> {
         self.out.boundary()?;
-        self.write_name(variant)
+        // SAFETY: right after a boundary.
+        unsafe { self.write_name(variant) }
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<()> {
@@ -1162,16 +1441,18 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
             return Err(self.unhashable("dict"));
         }
         self.out.boundary()?;
-        self.empty_dict()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_dict() };
         self.out.boundary()?;
-        self.write_name(variant)?;
+        // SAFETY: right after a boundary.
+        unsafe { self.write_name(variant)? };
         value.serialize(&mut *self).map_err(|e| e.key(variant))?;
         self.out.byte(Op::SetItem as u8);
         Ok(())
     }
 
-    #[inline]
-    fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer<'a, 'o, S>> {
+    #[inline(always)]
+    fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer<'a, 'o, S, P4, MEMO>> {
         self.out.boundary()?;
         if self.in_key > 0 {
             // A list cannot be a dict key: it is written as a tuple.
@@ -1184,18 +1465,19 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
                 batch: 0,
             });
         }
-        self.empty_list()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_list() };
         let items = self.items(len);
         Ok(SeqSer { ser: self, kind: SeqKind::List(items), batched: items == Items::Batched, count: 0, batch: 0 })
     }
 
-    fn serialize_tuple(self, len: usize) -> Result<SeqSer<'a, 'o, S>> {
+    fn serialize_tuple(self, len: usize) -> Result<SeqSer<'a, 'o, S, P4, MEMO>> {
         self.out.boundary()?;
         let kind = self.begin_tuple(len)?;
         Ok(SeqSer { ser: self, kind: SeqKind::Tuple(kind), batched: false, count: 0, batch: 0 })
     }
 
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqSer<'a, 'o, S>> {
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqSer<'a, 'o, S, P4, MEMO>> {
         self.serialize_tuple(len)
     }
 
@@ -1205,32 +1487,35 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         _index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<SeqSer<'a, 'o, S>> {
+    ) -> Result<SeqSer<'a, 'o, S, P4, MEMO>> {
         if self.in_key > 0 {
             return Err(self.unhashable("dict"));
         }
         self.out.boundary()?;
-        self.empty_dict()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_dict() };
         self.out.boundary()?;
-        self.write_name(variant)?;
+        // SAFETY: right after a boundary.
+        unsafe { self.write_name(variant)? };
         self.out.boundary()?;
         let kind = self.begin_tuple(len)?;
         Ok(SeqSer { ser: self, kind: SeqKind::VariantTuple(kind), batched: false, count: 0, batch: 0 })
     }
 
     #[inline]
-    fn serialize_map(self, len: Option<usize>) -> Result<MapSer<'a, 'o, S>> {
+    fn serialize_map(self, len: Option<usize>) -> Result<MapSer<'a, 'o, S, P4, MEMO>> {
         if self.in_key > 0 {
             return Err(self.unhashable("dict"));
         }
         self.out.boundary()?;
-        self.empty_dict()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_dict() };
         let items = self.items(len);
         Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: false, empty: false })
     }
 
-    #[inline]
-    fn serialize_struct(self, name: &'static str, len: usize) -> Result<MapSer<'a, 'o, S>> {
+    #[inline(always)]
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<MapSer<'a, 'o, S, P4, MEMO>> {
         if self.in_key > 0 {
             return Err(self.unhashable("dict"));
         }
@@ -1243,10 +1528,12 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
                 return Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: false, empty: true });
             }
             self.out.boundary()?;
-            self.empty_dict()?;
+            // SAFETY: right after a boundary.
+            unsafe { self.empty_dict() };
             return Ok(MapSer { ser: self, items, count: 0, batch: 0, build: true, variant: false, empty: false });
         }
-        self.empty_dict()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_dict() };
         Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: false, empty: false })
     }
 
@@ -1256,16 +1543,19 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
         _index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<MapSer<'a, 'o, S>> {
+    ) -> Result<MapSer<'a, 'o, S, P4, MEMO>> {
         if self.in_key > 0 {
             return Err(self.unhashable("dict"));
         }
         self.out.boundary()?;
-        self.empty_dict()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_dict() };
         self.out.boundary()?;
-        self.write_name(variant)?;
+        // SAFETY: right after a boundary.
+        unsafe { self.write_name(variant)? };
         self.out.boundary()?;
-        self.empty_dict()?;
+        // SAFETY: right after a boundary.
+        unsafe { self.empty_dict() };
         let items = self.items(Some(len));
         Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: true, empty: false })
     }
@@ -1275,7 +1565,7 @@ impl<'a, 'o, S: Sink> ser::Serializer for &'a mut Ser<'o, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeSeq for SeqSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeSeq for SeqSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
@@ -1290,7 +1580,7 @@ impl<S: Sink> ser::SerializeSeq for SeqSer<'_, '_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeTuple for SeqSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeTuple for SeqSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
@@ -1305,7 +1595,7 @@ impl<S: Sink> ser::SerializeTuple for SeqSer<'_, '_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeTupleStruct for SeqSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeTupleStruct for SeqSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
@@ -1318,7 +1608,7 @@ impl<S: Sink> ser::SerializeTupleStruct for SeqSer<'_, '_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeTupleVariant for SeqSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeTupleVariant for SeqSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
@@ -1331,7 +1621,7 @@ impl<S: Sink> ser::SerializeTupleVariant for SeqSer<'_, '_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeMap for MapSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeMap for MapSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
@@ -1361,7 +1651,7 @@ impl<S: Sink> ser::SerializeMap for MapSer<'_, '_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeStruct for MapSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeStruct for MapSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
@@ -1379,7 +1669,7 @@ impl<S: Sink> ser::SerializeStruct for MapSer<'_, '_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeStructVariant for MapSer<'_, '_, S> {
+impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeStructVariant for MapSer<'_, '_, S, P4, MEMO> {
     type Ok = ();
     type Error = Error;
 
