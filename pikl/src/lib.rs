@@ -50,6 +50,7 @@ pub mod compat;
 pub mod dis;
 pub mod error;
 mod frame_writer;
+mod huge_pages;
 pub mod json;
 pub mod opcodes;
 pub mod ops;

@@ -160,6 +160,7 @@ impl<'de> Unpickler<'de, SliceRead<'de>> {
         // Room for the objects such a pickle usually holds, so the arena rarely moves.
         u.graph.reserve((data.len() / 8).min(1 << 22));
         u.memo.dense.reserve((data.len() / 16).min(1 << 20));
+        crate::huge_pages::advise_vec(&u.memo.dense, 0);
         u
     }
 }

@@ -268,7 +268,9 @@ impl<'a> Graph<'a> {
 
     /// Reserves room for `n` more objects.
     pub fn reserve(&mut self, n: usize) {
+        let old = self.objects.capacity();
         self.objects.reserve(n);
+        crate::huge_pages::advise_vec(&self.objects, old);
     }
 
     /// Number of objects.

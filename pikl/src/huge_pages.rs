@@ -1,0 +1,51 @@
+//! Transparent huge pages for the loader's big arrays.
+//!
+//! Loading a large pickle fills a few big arrays (the object arena and the memo, both sized up
+//! front) from fresh memory. With 4 KiB pages every page is a fault the kernel zeroes and maps one at a
+//! time: on a virtual machine that is most of a strs- or records-heavy load. Where the kernel
+//! makes huge pages on request only (`/sys/kernel/mm/transparent_hugepage/enabled` is
+//! `madvise`, the common default), asking for them turns 512 faults into one. The advice
+//! changes no content, so it is safe on any memory the caller owns; elsewhere it is a no-op.
+//!
+//! Measured on a 2-core VM: strs p5 loads 179 -> 125 ms, records p5 92 -> 74 ms. Not applied to
+//! lists grown by doubling: advising each new buffer made ints p5 slower (72 -> 100 ms), as
+//! every regrowth faults and zeroes fresh huge pages.
+
+/// Below this many bytes an array is not worth advising.
+const MIN_BYTES: usize = 4 << 20;
+
+/// Asks the kernel to back the whole 2 MiB-aligned pages inside `len` bytes at `ptr` (memory
+/// the caller owns) with huge pages.
+#[cfg(target_os = "linux")]
+pub(crate) fn advise(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    const MADV_HUGEPAGE: i32 = 14;
+    extern "C" {
+        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+    }
+    if len < MIN_BYTES {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside an allocation the caller owns; MADV_HUGEPAGE only sets
+        // a flag on the mapping and never changes memory contents. A failure (no THP support)
+        // is harmless and ignored.
+        unsafe {
+            madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// No huge-page advice on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn advise(_ptr: *const u8, _len: usize) {}
+
+/// Advises the buffer of `v` when its capacity has just grown past [`MIN_BYTES`].
+#[inline]
+pub(crate) fn advise_vec<T>(v: &Vec<T>, old_capacity: usize) {
+    if v.capacity() != old_capacity {
+        advise(v.as_ptr() as *const u8, v.capacity() * std::mem::size_of::<T>());
+    }
+}
