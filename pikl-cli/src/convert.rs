@@ -37,6 +37,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Some(path) => Box::new(File::create(path).map_err(|e| Failure::BadData(format!("{path}: {e}")))?),
     };
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
+    if let Some(size) = inp.size {
+        u.reserve_for_input(size);
+    }
     let mut p = Pickler::new(BufWriter::with_capacity(1 << 16, out), Some(proto as i32)).expect("valid protocol");
     let mut first = true;
     let mut kept = 0;

@@ -11,6 +11,8 @@ use crate::Failure;
 pub struct Input {
     pub name: String,
     pub reader: Box<dyn BufRead>,
+    /// The file's size, when known: sizes the unpickler's arena.
+    pub size: Option<u64>,
 }
 
 /// Opens `path` (`None` or `-`: stdin).
@@ -18,13 +20,13 @@ pub fn open(path: Option<&str>) -> Result<Input, Failure> {
     match path {
         None | Some("-") => {
             let reader = Box::new(BufReader::with_capacity(1 << 16, io::stdin()));
-            Ok(Input { name: "<stdin>".into(), reader: crate::progress::wrap(reader, "<stdin>", None) })
+            Ok(Input { name: "<stdin>".into(), reader: crate::progress::wrap(reader, "<stdin>", None), size: None })
         }
         Some(p) => {
             let f = File::open(p).map_err(|e| Failure::BadData(format!("{p}: {e}")))?;
             let total = f.metadata().ok().map(|m| m.len());
             let reader = Box::new(BufReader::with_capacity(1 << 16, f));
-            Ok(Input { name: p.to_owned(), reader: crate::progress::wrap(reader, p, total) })
+            Ok(Input { name: p.to_owned(), reader: crate::progress::wrap(reader, p, total), size: total })
         }
     }
 }

@@ -73,6 +73,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
     let inp = input::open(args.file.as_deref())?;
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
+    if let Some(size) = inp.size {
+        u.reserve_for_input(size);
+    }
     // Every pickle first: an object shared by two pickles gets its `$id` in the first.
     let mut roots: Vec<Value> = Vec::new();
     loop {

@@ -50,6 +50,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
     let inp = input::open(args.file.as_deref())?;
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
+    if let Some(size) = inp.size {
+        u.reserve_for_input(size);
+    }
     let sink: Box<dyn Write> = match args.output.as_deref() {
         None | Some("-") => Box::new(io::stdout().lock()),
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| Failure::BadData(format!("{path}: {e}")))?),

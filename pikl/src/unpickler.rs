@@ -157,10 +157,7 @@ impl<'de> Unpickler<'de, SliceRead<'de>> {
     /// An unpickler over a byte slice; strs and bytes borrow from it.
     pub fn from_slice(data: &'de [u8]) -> Self {
         let mut u = Self::new(SliceRead::new(data));
-        // Room for the objects such a pickle usually holds, so the arena rarely moves.
-        u.graph.reserve((data.len() / 8).min(1 << 22));
-        u.memo.dense.reserve((data.len() / 16).min(1 << 20));
-        crate::huge_pages::advise_vec(&u.memo.dense, 0);
+        u.reserve_for_input(data.len() as u64);
         u
     }
 }
@@ -214,6 +211,18 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             noload: false,
             persistent_ids: Vec::new(),
         }
+    }
+
+    /// Sizes the object arena and the memo for about `len` bytes of pickles (say, a file's
+    /// size), so they rarely move while loading; [`Unpickler::from_slice`] does this itself.
+    /// Capped: a huge input reserves at most a few hundred MiB of address space, which pages
+    /// in only as it is used.
+    pub fn reserve_for_input(&mut self, len: u64) {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        self.graph.reserve((len / 8).min(1 << 22).saturating_sub(self.graph.len()));
+        let old = self.memo.dense.capacity();
+        self.memo.dense.reserve((len / 16).min(1 << 20).saturating_sub(self.memo.dense.len()));
+        crate::huge_pages::advise_vec(&self.memo.dense, old);
     }
 
     /// Sets the options.
