@@ -3,7 +3,8 @@
 //! Opcodes accumulate in a buffer; a frame opens at the first write after framing starts and is
 //! committed once it holds 64 KiB at an opcode boundary. A frame of fewer than 4 bytes is
 //! written without its header. Payloads of 64 KiB or more go between frames. Committed bytes
-//! are handed to the writer as they are ready, so memory stays bounded by one frame.
+//! are handed to the writer as they are ready, so memory stays bounded by one frame, unless the
+//! writer keeps everything in the buffer (`dumps`), which then becomes the output.
 
 use std::io::Write;
 
@@ -14,18 +15,58 @@ pub(crate) const FRAME_SIZE_TARGET: usize = 64 * 1024;
 const FRAME_SIZE_MIN: usize = 4;
 const FRAME_HEADER_SIZE: usize = 9;
 const FRAME: u8 = 0x95;
+/// The bytes [`FrameWriter::write_run`]'s encoder may write for one item.
+pub(crate) const RUN_WINDOW: usize = 32;
+/// Bytes encoded by [`FrameWriter::write_run`] before they are copied to the buffer.
+pub(crate) const SCRATCH: usize = 512;
+/// Where [`FrameWriter::write_run`]'s encoder writes.
+pub(crate) type Scratch = [u8; SCRATCH + RUN_WINDOW];
+/// Without framing, the buffer is handed to the writer once it holds this much.
+const FLUSH_SIZE: usize = 1 << 20;
 
 pub(crate) struct FrameWriter<W> {
     out: W,
+    /// The output not yet handed to `out`.
     buf: Vec<u8>,
-    /// Position in `buf` of the open frame's reserved header.
-    frame_start: Option<usize>,
+    /// Position in `buf` of the open frame's reserved header (when `frame_open`).
+    frame_start: usize,
+    frame_open: bool,
     framing: bool,
+    /// `framing && !frame_open`: the next write opens a frame.
+    need_frame: bool,
+    /// `boundary` has work to do once `pos` reaches this.
+    limit: usize,
+    /// Everything stays in `buf` (the output of `dumps`); nothing reaches `out`.
+    keep: bool,
 }
+
+const INITIAL_SIZE: usize = 1 << 12;
 
 impl<W: Write> FrameWriter<W> {
     pub(crate) fn new(out: W) -> Self {
-        FrameWriter { out, buf: Vec::with_capacity(1 << 12), frame_start: None, framing: false }
+        FrameWriter {
+            out,
+            buf: Vec::with_capacity(INITIAL_SIZE),
+            frame_start: 0,
+            frame_open: false,
+            framing: false,
+            need_frame: false,
+            limit: FLUSH_SIZE,
+            keep: false,
+        }
+    }
+
+    /// A writer that keeps the whole pickle in its buffer: see [`FrameWriter::take_buf`].
+    pub(crate) fn keeping(out: W) -> Self {
+        let mut w = Self::new(out);
+        w.keep = true;
+        w.update();
+        w
+    }
+
+    /// The buffered bytes (everything, for a writer made by [`FrameWriter::keeping`]).
+    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     pub(crate) fn get_ref(&self) -> &W {
@@ -36,50 +77,129 @@ impl<W: Write> FrameWriter<W> {
         self.out
     }
 
+    /// Recomputes `need_frame` and `limit` from the frame state.
+    fn update(&mut self) {
+        self.need_frame = self.framing && !self.frame_open;
+        self.limit = if self.frame_open {
+            self.frame_start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET
+        } else if self.framing || self.keep {
+            usize::MAX
+        } else {
+            FLUSH_SIZE
+        };
+    }
+
     pub(crate) fn set_framing(&mut self, on: bool) {
         self.framing = on;
+        self.update();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn open_frame(&mut self) {
+        self.frame_start = self.buf.len();
+        self.frame_open = true;
+        self.buf.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+        self.update();
     }
 
     #[inline]
     pub(crate) fn write(&mut self, bytes: &[u8]) {
-        if self.framing && self.frame_start.is_none() {
-            self.frame_start = Some(self.buf.len());
-            self.buf.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+        if self.need_frame {
+            self.open_frame();
         }
         self.buf.extend_from_slice(bytes);
     }
 
-    #[inline]
+    /// Writes the first `n` (at most 16) of `bytes`: one 16-byte copy, then a shorter length.
+    #[inline(always)]
+    pub(crate) fn write_16(&mut self, bytes: [u8; 16], n: usize) {
+        if self.need_frame {
+            self.open_frame();
+        }
+        push_16(&mut self.buf, bytes, n);
+    }
+
+    #[inline(always)]
     pub(crate) fn write_byte(&mut self, b: u8) {
-        self.write(&[b]);
+        if self.need_frame {
+            self.open_frame();
+        }
+        self.buf.push(b);
+    }
+
+    /// Writes the leading items of `items` that `enc` encodes, each as if saved alone (a
+    /// boundary before each), and returns how many it wrote. `enc` encodes a prefix of the
+    /// items it is given, each in at most `max` bytes, into a [`Scratch`] (from its start; it
+    /// may scribble up to [`RUN_WINDOW`] bytes past what it reports), and returns how many items
+    /// and bytes. Given fewer items than it may, it encodes all of them unless it meets one it
+    /// does not take; `write_run` stops there, or early near a frame's end: the caller saves
+    /// the next item alone and calls again.
+    ///
+    /// The scratch array, on the stack, is one the compiler knows nothing else points into, so
+    /// `enc` keeps its position in a register; chunks are copied to the buffer.
+    #[inline]
+    pub(crate) fn write_run<T: Copy>(
+        &mut self,
+        items: &[T],
+        max: usize,
+        enc: impl Fn(&[T], &mut Scratch) -> (usize, usize),
+    ) -> Result<usize> {
+        let mut scratch: Scratch = [0; SCRATCH + RUN_WINDOW];
+        let mut done = 0;
+        loop {
+            self.boundary()?;
+            if self.need_frame {
+                self.open_frame();
+            }
+            // No boundary falls inside the next `k` items: each starts below `limit`.
+            let k = (self.limit.saturating_sub(self.buf.len()) / max).min(items.len() - done).min(SCRATCH / max);
+            if k == 0 {
+                return Ok(done);
+            }
+            let (n, len) = enc(&items[done..done + k], &mut scratch);
+            self.buf.extend_from_slice(&scratch[..len]);
+            done += n;
+            if n < k || done == items.len() {
+                return Ok(done);
+            }
+        }
     }
 
     pub(crate) fn commit_frame(&mut self) {
-        let Some(start) = self.frame_start.take() else { return };
-        if !self.framing {
+        if !self.frame_open {
             return;
         }
-        let len = self.buf.len() - start - FRAME_HEADER_SIZE;
-        if len >= FRAME_SIZE_MIN {
-            self.buf[start] = FRAME;
-            self.buf[start + 1..start + FRAME_HEADER_SIZE].copy_from_slice(&(len as u64).to_le_bytes());
-        } else {
-            self.buf.drain(start..start + FRAME_HEADER_SIZE);
+        self.frame_open = false;
+        let start = self.frame_start;
+        if self.framing {
+            let len = self.buf.len() - start - FRAME_HEADER_SIZE;
+            if len >= FRAME_SIZE_MIN {
+                self.buf[start] = FRAME;
+                self.buf[start + 1..start + FRAME_HEADER_SIZE].copy_from_slice(&(len as u64).to_le_bytes());
+            } else {
+                self.buf.drain(start..start + FRAME_HEADER_SIZE);
+            }
         }
+        self.update();
     }
 
     /// Called before each object is saved: commits a full frame and hands it to the writer.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn boundary(&mut self) -> Result<()> {
-        if let Some(start) = self.frame_start {
-            if self.buf.len() - start - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET {
-                self.commit_frame();
-                self.flush_buf()?;
-            }
-        } else if !self.framing && self.buf.len() >= 1 << 20 {
-            self.flush_buf()?;
+        if self.buf.len() >= self.limit {
+            return self.boundary_slow();
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn boundary_slow(&mut self) -> Result<()> {
+        if self.frame_open {
+            self.commit_frame();
+        }
+        self.flush_buf()
     }
 
     /// Writes an opcode header and its payload; a large payload goes between frames, straight
@@ -92,17 +212,21 @@ impl<W: Write> FrameWriter<W> {
         }
         self.commit_frame();
         let framing = self.framing;
-        self.framing = false;
+        self.set_framing(false);
         self.write(header);
-        self.flush_buf()?;
-        self.out.write_all(payload).map_err(Error::io)?;
-        self.framing = framing;
+        if self.keep {
+            self.write(payload);
+        } else {
+            self.flush_buf()?;
+            self.out.write_all(payload).map_err(Error::io)?;
+        }
+        self.set_framing(framing);
         Ok(())
     }
 
     /// Hands every committed byte to the writer (not an open frame).
     pub(crate) fn flush_buf(&mut self) -> Result<()> {
-        if self.frame_start.is_some() {
+        if self.frame_open || self.keep {
             return Ok(());
         }
         self.out.write_all(&self.buf).map_err(Error::io)?;
@@ -113,7 +237,7 @@ impl<W: Write> FrameWriter<W> {
     /// Ends a pickle: commits the last frame and writes everything out.
     pub(crate) fn finish(&mut self) -> Result<()> {
         self.commit_frame();
-        self.framing = false;
+        self.set_framing(false);
         self.flush_buf()?;
         self.out.flush().map_err(Error::io)
     }
@@ -121,7 +245,23 @@ impl<W: Write> FrameWriter<W> {
     /// Drops what the failed pickle buffered but did not hand out.
     pub(crate) fn discard(&mut self) {
         self.buf.clear();
-        self.frame_start = None;
+        self.frame_open = false;
         self.framing = false;
+        self.update();
     }
+}
+
+/// Appends the first `n` (at most 16) of `bytes`: one 16-byte copy, then a shorter length.
+#[inline(always)]
+pub(crate) fn push_16(buf: &mut Vec<u8>, bytes: [u8; 16], n: usize) {
+    let len = buf.len();
+    buf.extend_from_slice(&bytes);
+    buf.truncate(len + n);
+}
+
+/// Writes 16 bytes at `pos` (at most [`SCRATCH`]) of a scratch array.
+#[inline(always)]
+pub(crate) fn put_16(out: &mut Scratch, pos: usize, bytes: [u8; 16]) {
+    let pos = pos.min(SCRATCH);
+    out[pos..pos + 16].copy_from_slice(&bytes);
 }

@@ -13,7 +13,7 @@ use std::io::Write;
 
 use crate::compat;
 use crate::error::{Error, Result};
-use crate::frame_writer::FrameWriter;
+use crate::frame_writer::{put_16, FrameWriter, Scratch};
 use crate::opcodes::Opcode as Op;
 use crate::value::{Construct, Graph, Instance, Object, PickleBuffer, PyStr, Value, ValueRef};
 
@@ -58,46 +58,100 @@ enum Key {
 /// The pickler's memo: which objects were written, under which index.
 #[derive(Default)]
 pub struct PicklerMemo {
+    /// By object id: the memo index, or [`NONE`].
     objs: Vec<u32>,
+    /// One-character Latin-1 strs by code point, the empty str at 256 (allocated on first use).
+    chars: Vec<u32>,
+    /// One-byte bytes by byte, the empty bytes at 256 (allocated on first use).
+    bytes: Vec<u32>,
     other: HashMap<Key, u32, foldhash::fast::FixedState>,
     /// Numbers for (module, name) pairs and module names, so keys stay `Copy`.
-    names: HashMap<(String, String), u32, foldhash::fast::FixedState>,
+    names: hashbrown::HashMap<(String, String), u32, foldhash::fast::FixedState>,
     len: u32,
 }
 
 const NONE: u32 = u32::MAX;
 
+/// A (module, name) pair looked up in [`PicklerMemo::names`] without allocating: it hashes as
+/// the owned pair does.
+#[derive(Hash)]
+struct NameRef<'a>(&'a str, &'a str);
+
+impl hashbrown::Equivalent<(String, String)> for NameRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+/// Where a singleton key's index lives in a table of 257 (`u32::MAX` and 256: empty).
+#[inline]
+fn singleton_slot(c: u32) -> usize {
+    (c as usize).min(256)
+}
+
 impl PicklerMemo {
     /// The number of a (module, name) pair (`name` empty for a module alone).
     fn name(&mut self, module: &str, name: &str) -> u32 {
+        if let Some(&n) = self.names.get(&NameRef(module, name)) {
+            return n;
+        }
         let next = self.names.len() as u32;
-        *self.names.entry((module.to_owned(), name.to_owned())).or_insert(next)
+        self.names.insert((module.to_owned(), name.to_owned()), next);
+        next
     }
 
-    fn get(&self, key: &Key) -> Option<u32> {
-        match key {
-            Key::Obj(i) => self.objs.get(*i as usize).copied().filter(|&x| x != NONE),
-            k => self.other.get(k).copied(),
+    /// Makes room for objects numbered below `n`, so inserts do not grow the table one object
+    /// at a time.
+    fn reserve_objs(&mut self, n: usize) {
+        if self.objs.len() < n {
+            self.objs.resize(n, NONE);
         }
     }
 
+    #[inline]
+    fn get(&self, key: &Key) -> Option<u32> {
+        let idx = match *key {
+            Key::Obj(i) => self.objs.get(i as usize).copied(),
+            Key::Char(c) => self.chars.get(singleton_slot(c)).copied(),
+            Key::Byte(b) => self.bytes.get(singleton_slot(b as u32)).copied(),
+            ref k => return self.other.get(k).copied(),
+        };
+        idx.filter(|&x| x != NONE)
+    }
+
+    #[inline]
     fn insert(&mut self, key: Option<Key>) -> u32 {
         let idx = self.len;
         self.len += 1;
         match key {
-            Some(Key::Obj(i)) => {
-                let i = i as usize;
-                if i >= self.objs.len() {
-                    self.objs.resize(i + 1, NONE);
-                }
-                self.objs[i] = idx;
-            }
-            Some(k) => {
-                self.other.insert(k, idx);
-            }
+            Some(Key::Obj(i)) => match self.objs.get_mut(i as usize) {
+                Some(slot) => *slot = idx,
+                None => self.insert_cold(Key::Obj(i), idx),
+            },
+            Some(k) => self.insert_cold(k, idx),
             None => {}
         }
         idx
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_cold(&mut self, key: Key, idx: u32) {
+        let (table, i) = match key {
+            Key::Obj(i) => (&mut self.objs, i as usize),
+            Key::Char(c) => (&mut self.chars, singleton_slot(c)),
+            Key::Byte(b) => (&mut self.bytes, singleton_slot(b as u32)),
+            k => {
+                self.other.insert(k, idx);
+                return;
+            }
+        };
+        if i >= table.len() {
+            // Singleton tables are allocated whole; the object table grows as Vec does.
+            let min = if matches!(key, Key::Obj(_)) { 0 } else { 257 };
+            table.resize((i + 1).max(min), NONE);
+        }
+        table[i] = idx;
     }
 
     /// Number of memo entries.
@@ -303,6 +357,9 @@ impl<'h, W: Write> Pickler<'h, W> {
     /// Writes one pickle of `v` (a value of `graph`). The memo is kept across calls, so pass
     /// the same graph each time.
     pub fn dump(&mut self, graph: &Graph, v: Value) -> Result<()> {
+        // The memo's object table, sized for the graph (up to a bound, for a small value of a
+        // huge graph) so that memoizing does not grow it one object at a time.
+        self.memo.reserve_objs(graph.len().min(1 << 12));
         if self.proto >= 2 {
             self.out.write(&[Op::Proto as u8, self.proto]);
         }
@@ -320,36 +377,59 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     fn save_all<'g>(&mut self, g: &'g Graph, root: Value) -> Result<()> {
-        let mut tasks: Vec<Task<'g>> = vec![Task::Save(root)];
+        let mut tasks: Vec<Task<'g>> = Vec::with_capacity(16);
+        tasks.push(Task::Save(root));
         while let Some(task) = tasks.pop() {
             match task {
                 Task::Save(v) => self.save_one(g, v, &mut tasks)?,
                 Task::SaveSeq(items) => {
                     // Items in order; leaves are written inline, and a container's tasks run
                     // before the rest of the sequence.
-                    for (i, &v) in items.iter().enumerate() {
+                    let fast = self.fast_scalars();
+                    let mut rest = items;
+                    while !rest.is_empty() {
+                        if fast && !matches!(rest[0], Value::Obj(_)) {
+                            let n = self.out.write_run(rest, 10, encode_values)?;
+                            rest = &rest[n..];
+                            if rest.is_empty() {
+                                break;
+                            }
+                        }
+                        let [v, tail @ ..] = rest else { break };
+                        rest = tail;
                         let before = tasks.len();
-                        self.save_one(g, v, &mut tasks)?;
-                        if tasks.len() > before && i + 1 < items.len() {
-                            tasks.insert(before, Task::SaveSeq(&items[i + 1..]));
+                        self.save_one(g, *v, &mut tasks)?;
+                        if tasks.len() > before && !rest.is_empty() {
+                            tasks.insert(before, Task::SaveSeq(rest));
                             break;
                         }
                     }
                 }
                 Task::SavePairs(items) => {
-                    for (i, &(k, v)) in items.iter().enumerate() {
+                    let fast = self.fast_scalars();
+                    let mut rest = items;
+                    while !rest.is_empty() {
+                        if fast && !matches!(rest[0].0, Value::Obj(_)) && !matches!(rest[0].1, Value::Obj(_)) {
+                            let n = self.out.write_run(rest, 20, encode_pairs)?;
+                            rest = &rest[n..];
+                            if rest.is_empty() {
+                                break;
+                            }
+                        }
+                        let [(k, v), tail @ ..] = rest else { break };
+                        rest = tail;
                         let before = tasks.len();
-                        self.save_one(g, k, &mut tasks)?;
+                        self.save_one(g, *k, &mut tasks)?;
                         if tasks.len() > before {
-                            tasks.insert(before, Task::Save(v));
-                            if i + 1 < items.len() {
-                                tasks.insert(before, Task::SavePairs(&items[i + 1..]));
+                            tasks.insert(before, Task::Save(*v));
+                            if !rest.is_empty() {
+                                tasks.insert(before, Task::SavePairs(rest));
                             }
                             break;
                         }
-                        self.save_one(g, v, &mut tasks)?;
-                        if tasks.len() > before && i + 1 < items.len() {
-                            tasks.insert(before, Task::SavePairs(&items[i + 1..]));
+                        self.save_one(g, *v, &mut tasks)?;
+                        if tasks.len() > before && !rest.is_empty() {
+                            tasks.insert(before, Task::SavePairs(rest));
                             break;
                         }
                     }
@@ -565,6 +645,13 @@ impl<'h, W: Write> Pickler<'h, W> {
             }
             None => false,
         }
+    }
+
+    /// True when scalars may be written by [`encode_scalar`]: protocol 2 or higher (its
+    /// opcodes) and no `persistent_id` hook (which sees every value).
+    #[inline(always)]
+    fn fast_scalars(&self) -> bool {
+        self.proto >= 2 && self.persistent_id.is_none()
     }
 
     // ---- atoms ----
@@ -866,6 +953,12 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     fn save<'g>(&mut self, g: &'g Graph, v: Value, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+        if self.proto >= 2 {
+            if let Some((bytes, n)) = encode_scalar(v) {
+                self.out.write_16(bytes, n);
+                return Ok(());
+            }
+        }
         let id = match v {
             Value::None => {
                 self.out.write_byte(Op::None as u8);
@@ -1472,11 +1565,92 @@ fn raw_unicode_escape(s: &PyStr, out: &mut Vec<u8>) {
     }
 }
 
+/// An int's opcode at protocol 2 or higher, as `save_int` writes it, in the low `n` bytes.
+#[inline(always)]
+fn encode_int(i: i64) -> (u128, usize) {
+    if (0..=0xFF).contains(&i) {
+        (Op::BinInt1 as u128 | (i as u128) << 8, 2)
+    } else if (0..=0xFFFF).contains(&i) {
+        (Op::BinInt2 as u128 | (i as u128) << 8, 3)
+    } else if i32::try_from(i).is_ok() {
+        (Op::BinInt as u128 | (i as u32 as u128) << 8, 5)
+    } else {
+        // LONG1: the shortest two's complement, at least 5 bytes here.
+        let bits = 65 - (i ^ (i >> 63)).leading_zeros() as usize;
+        let len = bits.div_ceil(8);
+        (Op::Long1 as u128 | (len as u128) << 8 | (i as u64 as u128) << 16, 2 + len)
+    }
+}
+
+/// The opcode of a scalar at protocol 2 or higher, as `save` writes it, in the first `n` of 16
+/// bytes; `None` for an object.
+#[inline(always)]
+fn encode_scalar(v: Value) -> Option<([u8; 16], usize)> {
+    let (word, n): (u128, usize) = match v {
+        Value::Int(i) => encode_int(i),
+        Value::Float(f) => (Op::BinFloat as u128 | (f.to_bits().swap_bytes() as u128) << 8, 9),
+        Value::None => (Op::None as u128, 1),
+        Value::Bool(true) => (Op::NewTrue as u128, 1),
+        Value::Bool(false) => (Op::NewFalse as u128, 1),
+        Value::Obj(_) => return None,
+    };
+    Some((word.to_le_bytes(), n))
+}
+
+/// Scalars for [`FrameWriter::write_run`], as [`encode_scalar`]: a loop per kind, so a run of
+/// floats or ints does not dispatch on every item.
+#[inline(always)]
+fn encode_values(items: &[Value], out: &mut Scratch) -> (usize, usize) {
+    let mut pos = 0;
+    let mut i = 0;
+    while let Some(&first) = items.get(i) {
+        match first {
+            Value::Float(_) => {
+                while let Some(&Value::Float(f)) = items.get(i) {
+                    put_16(out, pos, ((Op::BinFloat as u128) | (f.to_bits().swap_bytes() as u128) << 8).to_le_bytes());
+                    pos += 9;
+                    i += 1;
+                }
+            }
+            Value::Int(_) => {
+                while let Some(&Value::Int(v)) = items.get(i) {
+                    let (word, n) = encode_int(v);
+                    put_16(out, pos, word.to_le_bytes());
+                    pos += n;
+                    i += 1;
+                }
+            }
+            Value::Obj(_) => break,
+            v => {
+                let Some((bytes, n)) = encode_scalar(v) else { break };
+                put_16(out, pos, bytes);
+                pos += n;
+                i += 1;
+            }
+        }
+    }
+    (i, pos)
+}
+
+/// Keys and values, both scalars, for [`FrameWriter::write_run`].
+#[inline(always)]
+fn encode_pairs(items: &[(Value, Value)], out: &mut Scratch) -> (usize, usize) {
+    let mut pos = 0;
+    for (i, &(k, v)) in items.iter().enumerate() {
+        let (Some((kb, kn)), Some((vb, vn))) = (encode_scalar(k), encode_scalar(v)) else { return (i, pos) };
+        put_16(out, pos, kb);
+        put_16(out, pos + kn, vb);
+        pos += kn + vn;
+    }
+    (items.len(), pos)
+}
+
 /// Writes `v` at `protocol` into a new buffer (Python's `pickle.dumps`).
 pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> {
     let mut p = Pickler::new(Vec::new(), protocol)?;
+    p.out = FrameWriter::keeping(Vec::new());
     p.dump(graph, v)?;
-    Ok(p.into_inner())
+    Ok(p.out.take_buf())
 }
 
 /// Writes `v` at `protocol` to `out` (Python's `pickle.dump`).
