@@ -145,6 +145,13 @@ impl<S: Sink> Out<S> {
         self.put(&[b]);
     }
 
+    /// Takes back the MARK just written.
+    #[inline]
+    fn unmark(&mut self) {
+        debug_assert_eq!(self.buf.last(), Some(&(Op::Mark as u8)));
+        self.buf.pop();
+    }
+
     /// Writes the `N` bytes of `b` at the end of the buffer and keeps the first `keep` of them.
     ///
     /// # Safety
@@ -363,6 +370,8 @@ pub(crate) struct Ser<'o, S, const P4: bool, const MEMO: bool> {
     names: HashMap<&'static str, u32, foldhash::fast::RandomState>,
     /// The last names looked up, by address: most records repeat the same few.
     name_cache: [(usize, usize, u32); 64],
+    /// Field names by their position in their struct: see [`Ser::write_field_name`].
+    fields: [FieldSlot; FIELD_SLOTS],
     /// Module names and globals written, by content.
     modules: HashMap<String, u32>,
     globals: HashMap<(String, String), u32>,
@@ -373,6 +382,19 @@ pub(crate) struct Ser<'o, S, const P4: bool, const MEMO: bool> {
     bigint: bool,
     /// The last struct name looked up in the options, and its class.
     last_struct: (usize, Option<(&'o str, &'o str)>),
+}
+
+/// Struct positions with a slot of [`Ser::fields`] (later positions share them).
+const FIELD_SLOTS: usize = 16;
+
+/// A field name by position: its address and length, and its BINGET or LONG_BINGET.
+#[derive(Clone, Copy)]
+struct FieldSlot {
+    addr: usize,
+    len: usize,
+    /// The GET's bytes, of which `get_len` count.
+    get: u64,
+    get_len: u64,
 }
 
 /// A memo index as kept in the writer's tables: `NIL` past the 2^32 - 1 that GET can reach
@@ -451,6 +473,7 @@ impl<'o, S: Sink, const P4: bool, const MEMO: bool> Ser<'o, S, P4, MEMO> {
             bytes1: vec![NIL; 257],
             names: HashMap::default(),
             name_cache: [(0, 0, NIL); 64],
+            fields: [FieldSlot { addr: 0, len: 0, get: 0, get_len: 0 }; FIELD_SLOTS],
             modules: HashMap::new(),
             globals: HashMap::new(),
             latin1: NIL,
@@ -797,25 +820,35 @@ impl<'o, S: Sink, const P4: bool, const MEMO: bool> Ser<'o, S, P4, MEMO> {
     /// As [`Out::raw`] (35 bytes).
     #[inline(always)]
     unsafe fn write_name(&mut self, s: &'static str) -> Result<()> {
+        self.write_name_idx(s).map(drop)
+    }
+
+    /// [`Ser::write_name`], returning the name's memo index (`NIL` when it has none).
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (35 bytes).
+    #[inline(always)]
+    unsafe fn write_name_idx(&mut self, s: &'static str) -> Result<u32> {
         if !self.memo() {
             if P4 && s.len() <= 32 {
                 self.out.raw_short(Op::ShortBinUnicode as u8, s.as_bytes(), None);
-                return Ok(());
+                return Ok(NIL);
             }
-            return self.str_data(s);
+            return self.str_data(s).map(|()| NIL);
         }
         let addr = s.as_ptr() as usize;
         let slot = (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) & 63;
         let (a, l, idx) = self.name_cache[slot];
         if a == addr && l == s.len() {
             self.get_raw(idx);
-            return Ok(());
+            return Ok(idx);
         }
         self.write_name_slow(s, addr, slot)
     }
 
     #[cold]
-    fn write_name_slow(&mut self, s: &'static str, addr: usize, slot: usize) -> Result<()> {
+    fn write_name_slow(&mut self, s: &'static str, addr: usize, slot: usize) -> Result<u32> {
         let idx = match self.names.get(s) {
             Some(&idx) => {
                 self.get(idx);
@@ -840,6 +873,44 @@ impl<'o, S: Sink, const P4: bool, const MEMO: bool> Ser<'o, S, P4, MEMO> {
         if idx != NIL {
             self.names.insert(s, idx);
             self.name_cache[slot] = (addr, s.len(), idx);
+        }
+        Ok(idx)
+    }
+
+    /// A struct's field name, the `pos`-th of its struct: as [`Ser::write_name`], but first
+    /// looked up by position (a struct's fields come in the same order every time), with its
+    /// GET ready to copy.
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (35 bytes).
+    #[inline(always)]
+    unsafe fn write_field_name(&mut self, s: &'static str, pos: usize) -> Result<()> {
+        if !self.memo() || !self.proto_ge(1) {
+            return self.write_name(s);
+        }
+        let f = &self.fields[pos % FIELD_SLOTS];
+        if f.addr == s.as_ptr() as usize && f.len == s.len() {
+            let (get, n) = (f.get, f.get_len);
+            self.out.raw(get.to_le_bytes(), n as usize);
+            return Ok(());
+        }
+        self.write_field_name_slow(s, pos)
+    }
+
+    #[inline(never)]
+    fn write_field_name_slow(&mut self, s: &'static str, pos: usize) -> Result<()> {
+        // SAFETY: called right after a boundary.
+        let idx = unsafe { self.write_name_idx(s)? };
+        if idx != NIL {
+            let b = idx.to_le_bytes();
+            let (get, get_len) = if idx < 256 {
+                ([Op::BinGet as u8, b[0], 0, 0, 0, 0, 0, 0], 2)
+            } else {
+                ([Op::LongBinGet as u8, b[0], b[1], b[2], b[3], 0, 0, 0], 5)
+            };
+            self.fields[pos % FIELD_SLOTS] =
+                FieldSlot { addr: s.as_ptr() as usize, len: s.len(), get: u64::from_le_bytes(get), get_len };
         }
         Ok(())
     }
@@ -1158,10 +1229,10 @@ enum TupleKind {
 pub(crate) struct SeqSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
     ser: &'a mut Ser<'o, S, P4, MEMO>,
     kind: SeqKind,
-    /// `kind` is `List(Batched)`.
-    batched: bool,
     count: usize,
-    batch: usize,
+    /// [`SeqSer::end_batch`] is due once `count` reaches this: every [`BATCH`] items of a
+    /// batched list, every item of a list of single APPENDs, never for a tuple.
+    batch_end: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -1172,38 +1243,59 @@ enum SeqKind {
     VariantTuple(TupleKind),
 }
 
-impl<S: Sink, const P4: bool, const MEMO: bool> SeqSer<'_, '_, S, P4, MEMO> {
+impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> SeqSer<'a, 'o, S, P4, MEMO> {
+    /// A list whose EMPTY_LIST (and memo entry) was just written; a batched list opens its first
+    /// batch with a MARK now (taken back if no item comes).
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (1 byte).
+    #[inline(always)]
+    unsafe fn list(ser: &'a mut Ser<'o, S, P4, MEMO>, items: Items) -> Self {
+        match items {
+            Items::Batched => {
+                ser.out.raw([Op::Mark as u8], 1);
+                SeqSer { ser, kind: SeqKind::List(items), count: 0, batch_end: BATCH }
+            }
+            Items::Single => SeqSer { ser, kind: SeqKind::List(items), count: 0, batch_end: 1 },
+        }
+    }
+
+    fn tuple(ser: &'a mut Ser<'o, S, P4, MEMO>, kind: SeqKind) -> Self {
+        SeqSer { ser, kind, count: 0, batch_end: usize::MAX }
+    }
+
     #[inline(always)]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let i = self.count;
-        self.count += 1;
-        if self.batched {
-            if self.batch == 0 {
-                // SAFETY: a batch starts right after the list's EMPTY_LIST and MEMOIZE (which
-                // followed a boundary) or right after the APPENDS (a checked write) ending the
-                // last batch.
-                unsafe { self.ser.out.raw([Op::Mark as u8], 1) };
-            }
-            value.serialize(&mut *self.ser).map_err(|e| e.index(i))?;
-            self.batch += 1;
-            if self.batch == BATCH {
-                self.ser.out.byte(Op::Appends as u8);
-                self.batch = 0;
-            }
-            return Ok(());
-        }
         value.serialize(&mut *self.ser).map_err(|e| e.index(i))?;
-        if let SeqKind::List(Items::Single) = self.kind {
-            self.ser.out.byte(Op::Append as u8);
+        self.count = i + 1;
+        if self.count == self.batch_end {
+            self.end_batch();
         }
         Ok(())
+    }
+
+    /// APPENDS and the next batch's MARK, or a single item's APPEND.
+    #[inline]
+    fn end_batch(&mut self) {
+        if let SeqKind::List(Items::Batched) = self.kind {
+            self.ser.out.put(&[Op::Appends as u8, Op::Mark as u8]);
+            self.batch_end += BATCH;
+        } else {
+            self.ser.out.byte(Op::Append as u8);
+            self.batch_end += 1;
+        }
     }
 
     #[inline]
     fn finish(self) -> Result<()> {
         match self.kind {
             SeqKind::List(Items::Batched) => {
-                if self.batch > 0 {
+                if self.count + BATCH == self.batch_end {
+                    // No item since the batch's MARK, the last byte written.
+                    self.ser.out.unmark();
+                } else {
                     self.ser.out.byte(Op::Appends as u8);
                 }
                 Ok(())
@@ -1225,7 +1317,9 @@ pub(crate) struct MapSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
     ser: &'a mut Ser<'o, S, P4, MEMO>,
     items: Items,
     count: usize,
-    batch: usize,
+    /// [`MapSer::end_batch`] is due once `count` reaches this: every [`BATCH`] items of a
+    /// batched dict, every item of a dict of single SETITEMs.
+    batch_end: usize,
     /// Ends with BUILD (an instance's state).
     build: bool,
     /// Ends a `{variant: {...}}` too.
@@ -1234,37 +1328,60 @@ pub(crate) struct MapSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
     empty: bool,
 }
 
-impl<S: Sink, const P4: bool, const MEMO: bool> MapSer<'_, '_, S, P4, MEMO> {
+impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> MapSer<'a, 'o, S, P4, MEMO> {
+    /// A dict whose EMPTY_DICT (and memo entry) was just written; a batched dict opens its first
+    /// batch with a MARK now (taken back if no item comes).
+    ///
+    /// # Safety
+    ///
+    /// As [`Out::raw`] (1 byte).
     #[inline(always)]
-    fn before_key(&mut self) {
-        if self.items == Items::Batched && self.batch == 0 {
-            self.ser.out.byte(Op::Mark as u8);
-        }
+    unsafe fn dict(ser: &'a mut Ser<'o, S, P4, MEMO>, items: Items, build: bool, variant: bool) -> Self {
+        let batch_end = match items {
+            Items::Batched => {
+                ser.out.raw([Op::Mark as u8], 1);
+                BATCH
+            }
+            Items::Single => 1,
+        };
+        MapSer { ser, items, count: 0, batch_end, build, variant, empty: false }
+    }
+
+    /// An instance without state: no dict at all.
+    fn stateless(ser: &'a mut Ser<'o, S, P4, MEMO>) -> Self {
+        MapSer { ser, items: Items::Single, count: 0, batch_end: usize::MAX, build: false, variant: false, empty: true }
     }
 
     #[inline(always)]
     fn after_value(&mut self) {
         self.count += 1;
-        match self.items {
-            Items::Single => self.ser.out.byte(Op::SetItem as u8),
-            Items::Batched => {
-                self.batch += 1;
-                if self.batch == BATCH {
-                    self.ser.out.byte(Op::SetItems as u8);
-                    self.batch = 0;
-                }
-            }
+        if self.count == self.batch_end {
+            self.end_batch();
+        }
+    }
+
+    /// SETITEMS and the next batch's MARK, or a single item's SETITEM.
+    #[inline]
+    fn end_batch(&mut self) {
+        if self.items == Items::Batched {
+            self.ser.out.put(&[Op::SetItems as u8, Op::Mark as u8]);
+            self.batch_end += BATCH;
+        } else {
+            self.ser.out.byte(Op::SetItem as u8);
+            self.batch_end += 1;
         }
     }
 
     #[inline]
     fn finish(self) -> Result<()> {
         if !self.empty && self.items == Items::Batched {
-            if self.batch > 0 {
+            if self.count == 0 {
+                // The MARK just after EMPTY_DICT is the last byte written.
+                self.ser.out.unmark();
+            } else {
+                // Also after a batch of exactly BATCH items: CPython's batch_dict_exact then
+                // ends the dict with an empty batch, `MARK SETITEMS`.
                 self.ser.out.byte(Op::SetItems as u8);
-            } else if self.count > 0 && self.count % BATCH == 0 {
-                // CPython's batch_dict_exact ends a dict of 1000·k items with an empty batch.
-                self.ser.out.put(&[Op::Mark as u8, Op::SetItems as u8]);
             }
         }
         if self.build {
@@ -1278,10 +1395,9 @@ impl<S: Sink, const P4: bool, const MEMO: bool> MapSer<'_, '_, S, P4, MEMO> {
 
     #[inline(always)]
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
-        self.before_key();
         self.ser.out.boundary()?;
         // SAFETY: right after a boundary.
-        unsafe { self.ser.write_name(key)? };
+        unsafe { self.ser.write_field_name(key, self.count)? };
         value.serialize(&mut *self.ser).map_err(|e| e.key(key))?;
         self.after_value();
         Ok(())
@@ -1457,24 +1573,20 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
         if self.in_key > 0 {
             // A list cannot be a dict key: it is written as a tuple.
             self.out.byte(Op::Mark as u8);
-            return Ok(SeqSer {
-                ser: self,
-                kind: SeqKind::Tuple(TupleKind::Marked),
-                batched: false,
-                count: 0,
-                batch: 0,
-            });
+            return Ok(SeqSer::tuple(self, SeqKind::Tuple(TupleKind::Marked)));
         }
-        // SAFETY: right after a boundary.
-        unsafe { self.empty_list() };
         let items = self.items(len);
-        Ok(SeqSer { ser: self, kind: SeqKind::List(items), batched: items == Items::Batched, count: 0, batch: 0 })
+        // SAFETY: right after a boundary (3 bytes).
+        unsafe {
+            self.empty_list();
+            Ok(SeqSer::list(self, items))
+        }
     }
 
     fn serialize_tuple(self, len: usize) -> Result<SeqSer<'a, 'o, S, P4, MEMO>> {
         self.out.boundary()?;
         let kind = self.begin_tuple(len)?;
-        Ok(SeqSer { ser: self, kind: SeqKind::Tuple(kind), batched: false, count: 0, batch: 0 })
+        Ok(SeqSer::tuple(self, SeqKind::Tuple(kind)))
     }
 
     fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SeqSer<'a, 'o, S, P4, MEMO>> {
@@ -1499,7 +1611,7 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
         unsafe { self.write_name(variant)? };
         self.out.boundary()?;
         let kind = self.begin_tuple(len)?;
-        Ok(SeqSer { ser: self, kind: SeqKind::VariantTuple(kind), batched: false, count: 0, batch: 0 })
+        Ok(SeqSer::tuple(self, SeqKind::VariantTuple(kind)))
     }
 
     #[inline]
@@ -1508,10 +1620,12 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
             return Err(self.unhashable("dict"));
         }
         self.out.boundary()?;
-        // SAFETY: right after a boundary.
-        unsafe { self.empty_dict() };
         let items = self.items(len);
-        Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: false, empty: false })
+        // SAFETY: right after a boundary (3 bytes).
+        unsafe {
+            self.empty_dict();
+            Ok(MapSer::dict(self, items, false, false))
+        }
     }
 
     #[inline(always)]
@@ -1525,16 +1639,20 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
             self.begin_instance(module, qualname)?;
             if len == 0 {
                 // An empty `__dict__` is no state: CPython writes no BUILD.
-                return Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: false, empty: true });
+                return Ok(MapSer::stateless(self));
             }
             self.out.boundary()?;
-            // SAFETY: right after a boundary.
-            unsafe { self.empty_dict() };
-            return Ok(MapSer { ser: self, items, count: 0, batch: 0, build: true, variant: false, empty: false });
+            // SAFETY: right after a boundary (3 bytes).
+            unsafe {
+                self.empty_dict();
+                return Ok(MapSer::dict(self, items, true, false));
+            }
         }
-        // SAFETY: right after a boundary.
-        unsafe { self.empty_dict() };
-        Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: false, empty: false })
+        // SAFETY: right after a boundary (3 bytes).
+        unsafe {
+            self.empty_dict();
+            Ok(MapSer::dict(self, items, false, false))
+        }
     }
 
     fn serialize_struct_variant(
@@ -1554,10 +1672,12 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
         // SAFETY: right after a boundary.
         unsafe { self.write_name(variant)? };
         self.out.boundary()?;
-        // SAFETY: right after a boundary.
-        unsafe { self.empty_dict() };
         let items = self.items(Some(len));
-        Ok(MapSer { ser: self, items, count: 0, batch: 0, build: false, variant: true, empty: false })
+        // SAFETY: right after a boundary (3 bytes).
+        unsafe {
+            self.empty_dict();
+            Ok(MapSer::dict(self, items, false, true))
+        }
     }
 
     fn is_human_readable(&self) -> bool {
@@ -1626,7 +1746,6 @@ impl<S: Sink, const P4: bool, const MEMO: bool> ser::SerializeMap for MapSer<'_,
     type Error = Error;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        self.before_key();
         self.ser.in_key += 1;
         let r = key.serialize(&mut *self.ser);
         self.ser.in_key -= 1;
