@@ -36,7 +36,7 @@ pub struct UnpicklerOptions {
     pub max_memo_len: usize,
     /// Most MARKs open at once.
     pub max_depth: usize,
-    /// Most objects the graph may hold (memory is about 48 bytes an object plus payloads).
+    /// Most objects the graph may hold (memory is about 40 bytes an object plus payloads).
     pub max_objects: usize,
 }
 
@@ -559,7 +559,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if let Some(&id) = self.interned.globals.get(&key) {
             return Ok(Value::Obj(id));
         }
-        let v = self.add(Object::Global(Global { module: key.0.clone(), name: key.1.clone() }));
+        let v = self.add(Object::Global(Box::new(Global { module: key.0.clone(), name: key.1.clone() })));
         self.interned.globals.insert(key, v.obj_id().expect("object"));
         Ok(v)
     }
