@@ -120,6 +120,19 @@ impl<W: Write> FrameWriter<W> {
         push_16(&mut self.buf, bytes, n);
     }
 
+    /// Writes `op`, the length of `payload` (at most 255 bytes) in one byte, `payload`, then
+    /// `trailer` (a memo opcode).
+    #[inline]
+    pub(crate) fn write_short(&mut self, op: u8, payload: &[u8], trailer: u8) {
+        if self.need_frame {
+            self.open_frame();
+        }
+        self.buf.reserve(payload.len() + 3);
+        self.buf.extend_from_slice(&[op, payload.len() as u8]);
+        self.buf.extend_from_slice(payload);
+        self.buf.push(trailer);
+    }
+
     #[inline(always)]
     pub(crate) fn write_byte(&mut self, b: u8) {
         if self.need_frame {

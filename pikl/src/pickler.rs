@@ -15,7 +15,7 @@ use crate::compat;
 use crate::error::{Error, Result};
 use crate::frame_writer::{put_16, FrameWriter, Scratch};
 use crate::opcodes::Opcode as Op;
-use crate::value::{Construct, Graph, Instance, Object, PickleBuffer, PyStr, Value, ValueRef};
+use crate::value::{Construct, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
 
 /// The protocol used when none is given, as the seed documents (Python 2's default).
 pub const DEFAULT_PROTOCOL: u8 = 0;
@@ -385,14 +385,23 @@ impl<'h, W: Write> Pickler<'h, W> {
                 Task::SaveSeq(items) => {
                     // Items in order; leaves are written inline, and a container's tasks run
                     // before the rest of the sequence.
-                    let fast = self.fast_scalars();
+                    let fast = self.fast_path();
                     let mut rest = items;
-                    while !rest.is_empty() {
-                        if fast && !matches!(rest[0], Value::Obj(_)) {
+                    while let [v, tail @ ..] = rest {
+                        if fast {
+                            if let Value::Obj(id) = *v {
+                                rest = tail;
+                                self.out.boundary()?;
+                                let cont = (!rest.is_empty()).then_some(Task::SaveSeq(rest));
+                                if self.save_obj_fast(g, id, &mut tasks, cont)? {
+                                    break;
+                                }
+                                continue;
+                            }
                             let n = self.out.write_run(rest, 10, encode_values)?;
                             rest = &rest[n..];
-                            if rest.is_empty() {
-                                break;
+                            if n > 0 {
+                                continue;
                             }
                         }
                         let [v, tail @ ..] = rest else { break };
@@ -406,14 +415,34 @@ impl<'h, W: Write> Pickler<'h, W> {
                     }
                 }
                 Task::SavePairs(items) => {
-                    let fast = self.fast_scalars();
+                    let fast = self.fast_path();
                     let mut rest = items;
-                    while !rest.is_empty() {
-                        if fast && !matches!(rest[0].0, Value::Obj(_)) && !matches!(rest[0].1, Value::Obj(_)) {
-                            let n = self.out.write_run(rest, 20, encode_pairs)?;
-                            rest = &rest[n..];
-                            if rest.is_empty() {
-                                break;
+                    while let [(k, v), tail @ ..] = rest {
+                        if fast {
+                            let (k, v) = (*k, *v);
+                            if !matches!(k, Value::Obj(_)) && !matches!(v, Value::Obj(_)) {
+                                let n = self.out.write_run(rest, 20, encode_pairs)?;
+                                rest = &rest[n..];
+                                if n > 0 {
+                                    continue;
+                                }
+                            } else {
+                                rest = tail;
+                                self.out.boundary()?;
+                                let before = tasks.len();
+                                if self.save_value_fast(g, k, &mut tasks, None)? {
+                                    tasks.insert(before, Task::Save(v));
+                                    if !rest.is_empty() {
+                                        tasks.insert(before, Task::SavePairs(rest));
+                                    }
+                                    break;
+                                }
+                                self.out.boundary()?;
+                                let cont = (!rest.is_empty()).then_some(Task::SavePairs(rest));
+                                if self.save_value_fast(g, v, &mut tasks, cont)? {
+                                    break;
+                                }
+                                continue;
                             }
                         }
                         let [(k, v), tail @ ..] = rest else { break };
@@ -647,11 +676,118 @@ impl<'h, W: Write> Pickler<'h, W> {
         }
     }
 
-    /// True when scalars may be written by [`encode_scalar`]: protocol 2 or higher (its
-    /// opcodes) and no `persistent_id` hook (which sees every value).
+    /// True when values may be saved by [`Pickler::save_value_fast`] and scalars written by
+    /// [`encode_scalar`]: protocol 2 or higher (their opcodes) and no `persistent_id` hook
+    /// (which sees every value).
     #[inline(always)]
-    fn fast_scalars(&self) -> bool {
+    fn fast_path(&self) -> bool {
         self.proto >= 2 && self.persistent_id.is_none()
+    }
+
+    /// [`Pickler::save`] of a scalar or (by [`Pickler::save_obj_fast`]) an object, when
+    /// [`Pickler::fast_path`] holds and after the boundary.
+    #[inline(always)]
+    fn save_value_fast<'g>(
+        &mut self,
+        g: &'g Graph,
+        v: Value,
+        tasks: &mut Vec<Task<'g>>,
+        cont: Option<Task<'g>>,
+    ) -> Result<bool> {
+        match v {
+            Value::Obj(id) => self.save_obj_fast(g, id, tasks, cont),
+            _ => {
+                if let Some((bytes, n)) = encode_scalar(v) {
+                    self.out.write_16(bytes, n);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// [`Pickler::save`] of an object when [`Pickler::fast_path`] holds and after the boundary:
+    /// strs, lists, dicts and tuples here, the rest by `save`. If it pushes tasks, it pushes
+    /// `cont` (what comes after this object) below them first and returns true.
+    #[inline(always)]
+    fn save_obj_fast<'g>(
+        &mut self,
+        g: &'g Graph,
+        id: ObjId,
+        tasks: &mut Vec<Task<'g>>,
+        cont: Option<Task<'g>>,
+    ) -> Result<bool> {
+        let key = Key::Obj(id.0);
+        match g.get(id) {
+            // Longer than CPython's one-character singletons.
+            Object::Str(s) if s.as_bytes().len() > 2 => {
+                if let Some(idx) = self.memo.get(&key) {
+                    self.write_get(idx);
+                    return Ok(false);
+                }
+                let b = s.as_bytes();
+                if b.len() <= 0xFF && self.proto >= 4 {
+                    self.memo.insert(Some(key));
+                    self.out.write_short(Op::ShortBinUnicode as u8, b, Op::Memoize as u8);
+                    return Ok(false);
+                }
+                self.save_pystr(s, Some(key))?;
+                Ok(false)
+            }
+            Object::List(items) => {
+                if let Some(idx) = self.memo.get(&key) {
+                    self.write_get(idx);
+                    return Ok(false);
+                }
+                self.out.write_byte(Op::EmptyList as u8);
+                self.put(Some(key));
+                if items.is_empty() {
+                    return Ok(false);
+                }
+                tasks.extend(cont);
+                self.batch_appends(items, Batching::ExactFirst, tasks);
+                Ok(true)
+            }
+            Object::Dict(d) => {
+                if let Some(idx) = self.memo.get(&key) {
+                    self.write_get(idx);
+                    return Ok(false);
+                }
+                self.out.write_byte(Op::EmptyDict as u8);
+                self.put(Some(key));
+                if d.is_empty() {
+                    return Ok(false);
+                }
+                tasks.extend(cont);
+                self.batch_setitems(d.entries(), Batching::ExactFirst, tasks);
+                Ok(true)
+            }
+            Object::Tuple(items) if !items.is_empty() => {
+                if let Some(idx) = self.memo.get(&key) {
+                    self.write_get(idx);
+                    return Ok(false);
+                }
+                tasks.extend(cont);
+                let n = items.len();
+                let marked = n > 3;
+                tasks.push(Task::TupleEnd { key, len: n, marked });
+                tasks.push(Task::SaveSeq(items));
+                if marked {
+                    self.out.write_byte(Op::Mark as u8);
+                }
+                Ok(true)
+            }
+            _ => {
+                let before = tasks.len();
+                self.save(g, Value::Obj(id), tasks)?;
+                if tasks.len() == before {
+                    return Ok(false);
+                }
+                if let Some(cont) = cont {
+                    tasks.insert(before, cont);
+                }
+                Ok(true)
+            }
+        }
     }
 
     // ---- atoms ----
