@@ -38,6 +38,8 @@ pub(crate) struct FrameWriter<W> {
     limit: usize,
     /// Everything stays in `buf` (the output of `dumps`); nothing reaches `out`.
     keep: bool,
+    /// Where [`FrameWriter::write_run`] encodes (here, zeroed once, not per run).
+    scratch: Scratch,
 }
 
 const INITIAL_SIZE: usize = 1 << 12;
@@ -53,6 +55,7 @@ impl<W: Write> FrameWriter<W> {
             need_frame: false,
             limit: FLUSH_SIZE,
             keep: false,
+            scratch: [0; SCRATCH + RUN_WINDOW],
         }
     }
 
@@ -149,8 +152,8 @@ impl<W: Write> FrameWriter<W> {
     /// does not take; `write_run` stops there, or early near a frame's end: the caller saves
     /// the next item alone and calls again.
     ///
-    /// The scratch array, on the stack, is one the compiler knows nothing else points into, so
-    /// `enc` keeps its position in a register; chunks are copied to the buffer.
+    /// `enc` gets the scratch array as its own `&mut` (nothing else points into it), so it keeps
+    /// its position in a register; chunks are copied to the buffer.
     #[inline]
     pub(crate) fn write_run<T: Copy>(
         &mut self,
@@ -158,7 +161,6 @@ impl<W: Write> FrameWriter<W> {
         max: usize,
         enc: impl Fn(&[T], &mut Scratch) -> (usize, usize),
     ) -> Result<usize> {
-        let mut scratch: Scratch = [0; SCRATCH + RUN_WINDOW];
         let mut done = 0;
         loop {
             self.boundary()?;
@@ -170,8 +172,8 @@ impl<W: Write> FrameWriter<W> {
             if k == 0 {
                 return Ok(done);
             }
-            let (n, len) = enc(&items[done..done + k], &mut scratch);
-            self.buf.extend_from_slice(&scratch[..len]);
+            let (n, len) = enc(&items[done..done + k], &mut self.scratch);
+            self.buf.extend_from_slice(&self.scratch[..len]);
             done += n;
             if n < k || done == items.len() {
                 return Ok(done);

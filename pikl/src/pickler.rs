@@ -23,6 +23,9 @@ pub const DEFAULT_PROTOCOL: u8 = 0;
 /// How often one object may be re-entered while its reduction is being written.
 const MAX_REENTRY: u32 = 32;
 
+/// No opcode after a [`Task::SaveSeq`] or [`Task::SavePairs`] (no opcode is 0).
+const NO_OP: u8 = 0;
+
 /// Items per APPENDS / SETITEMS / ADDITEMS batch.
 const BATCH: usize = 1000;
 
@@ -68,6 +71,8 @@ pub struct PicklerMemo {
     /// Numbers for (module, name) pairs and module names, so keys stay `Copy`.
     names: hashbrown::HashMap<(String, String), u32, foldhash::fast::FixedState>,
     len: u32,
+    /// The number of objects of the graph being written: the object table's bound.
+    graph_len: usize,
 }
 
 const NONE: u32 = u32::MAX;
@@ -102,10 +107,17 @@ impl PicklerMemo {
 
     /// Makes room for objects numbered below `n`, so inserts do not grow the table one object
     /// at a time.
-    fn reserve_objs(&mut self, n: usize) {
+    fn reserve_objs(&mut self, n: usize, graph_len: usize) {
+        self.graph_len = graph_len;
         if self.objs.len() < n {
             self.objs.resize(n, NONE);
         }
+    }
+
+    /// The memo index of object `i`, if it was written.
+    #[inline(always)]
+    fn obj(&self, i: u32) -> Option<u32> {
+        self.objs.get(i as usize).copied().filter(|&x| x != NONE)
     }
 
     #[inline]
@@ -147,8 +159,12 @@ impl PicklerMemo {
             }
         };
         if i >= table.len() {
-            // Singleton tables are allocated whole; the object table grows as Vec does.
-            let min = if matches!(key, Key::Obj(_)) { 0 } else { 257 };
+            // Singleton tables are allocated whole; the object table doubles (up to the
+            // graph's size), so this cold path runs a few times only.
+            let min = match key {
+                Key::Obj(_) => (table.len() * 2).min(self.graph_len),
+                _ => 257,
+            };
             table.resize((i + 1).max(min), NONE);
         }
         table[i] = idx;
@@ -207,10 +223,10 @@ enum Batching {
 
 enum Task<'g> {
     Save(Value),
-    /// Save these values in order.
-    SaveSeq(&'g [Value]),
+    /// Save these values in order, then write the opcode (unless [`NO_OP`]).
+    SaveSeq(&'g [Value], u8),
     /// Save these keys and values in order.
-    SavePairs(&'g [(Value, Value)]),
+    SavePairs(&'g [(Value, Value)], u8),
     /// Save without consulting `persistent_id` (a persistent id itself).
     SaveNoPers(Value),
     Op(u8),
@@ -359,7 +375,7 @@ impl<'h, W: Write> Pickler<'h, W> {
     pub fn dump(&mut self, graph: &Graph, v: Value) -> Result<()> {
         // The memo's object table, sized for the graph (up to a bound, for a small value of a
         // huge graph) so that memoizing does not grow it one object at a time.
-        self.memo.reserve_objs(graph.len().min(1 << 12));
+        self.memo.reserve_objs(graph.len().min(1 << 12), graph.len());
         if self.proto >= 2 {
             self.out.write(&[Op::Proto as u8, self.proto]);
         }
@@ -382,18 +398,19 @@ impl<'h, W: Write> Pickler<'h, W> {
         while let Some(task) = tasks.pop() {
             match task {
                 Task::Save(v) => self.save_one(g, v, &mut tasks)?,
-                Task::SaveSeq(items) => {
+                Task::SaveSeq(items, end) => {
                     // Items in order; leaves are written inline, and a container's tasks run
                     // before the rest of the sequence.
                     let fast = self.fast_path();
                     let mut rest = items;
+                    let mut finished = true;
                     while let [v, tail @ ..] = rest {
                         if fast {
                             if let Value::Obj(id) = *v {
                                 rest = tail;
                                 self.out.boundary()?;
-                                let cont = (!rest.is_empty()).then_some(Task::SaveSeq(rest));
-                                if self.save_obj_fast(g, id, &mut tasks, cont)? {
+                                if self.save_obj_fast(g, id, &mut tasks, || seq_cont(rest, end))? {
+                                    finished = false;
                                     break;
                                 }
                                 continue;
@@ -408,15 +425,22 @@ impl<'h, W: Write> Pickler<'h, W> {
                         rest = tail;
                         let before = tasks.len();
                         self.save_one(g, *v, &mut tasks)?;
-                        if tasks.len() > before && !rest.is_empty() {
-                            tasks.insert(before, Task::SaveSeq(rest));
+                        if tasks.len() > before {
+                            if let Some(cont) = seq_cont(rest, end) {
+                                tasks.insert(before, cont);
+                            }
+                            finished = false;
                             break;
                         }
                     }
+                    if finished && end != NO_OP {
+                        self.out.write_byte(end);
+                    }
                 }
-                Task::SavePairs(items) => {
+                Task::SavePairs(items, end) => {
                     let fast = self.fast_path();
                     let mut rest = items;
+                    let mut finished = true;
                     while let [(k, v), tail @ ..] = rest {
                         if fast {
                             let (k, v) = (*k, *v);
@@ -430,16 +454,17 @@ impl<'h, W: Write> Pickler<'h, W> {
                                 rest = tail;
                                 self.out.boundary()?;
                                 let before = tasks.len();
-                                if self.save_value_fast(g, k, &mut tasks, None)? {
+                                if self.save_value_fast(g, k, &mut tasks, || None)? {
                                     tasks.insert(before, Task::Save(v));
-                                    if !rest.is_empty() {
-                                        tasks.insert(before, Task::SavePairs(rest));
+                                    if let Some(cont) = pairs_cont(rest, end) {
+                                        tasks.insert(before, cont);
                                     }
+                                    finished = false;
                                     break;
                                 }
                                 self.out.boundary()?;
-                                let cont = (!rest.is_empty()).then_some(Task::SavePairs(rest));
-                                if self.save_value_fast(g, v, &mut tasks, cont)? {
+                                if self.save_value_fast(g, v, &mut tasks, || pairs_cont(rest, end))? {
+                                    finished = false;
                                     break;
                                 }
                                 continue;
@@ -451,16 +476,23 @@ impl<'h, W: Write> Pickler<'h, W> {
                         self.save_one(g, *k, &mut tasks)?;
                         if tasks.len() > before {
                             tasks.insert(before, Task::Save(*v));
-                            if !rest.is_empty() {
-                                tasks.insert(before, Task::SavePairs(rest));
+                            if let Some(cont) = pairs_cont(rest, end) {
+                                tasks.insert(before, cont);
                             }
+                            finished = false;
                             break;
                         }
                         self.save_one(g, *v, &mut tasks)?;
-                        if tasks.len() > before && !rest.is_empty() {
-                            tasks.insert(before, Task::SavePairs(rest));
+                        if tasks.len() > before {
+                            if let Some(cont) = pairs_cont(rest, end) {
+                                tasks.insert(before, cont);
+                            }
+                            finished = false;
                             break;
                         }
+                    }
+                    if finished && end != NO_OP {
+                        self.out.write_byte(end);
                     }
                 }
                 Task::SaveNoPers(v) => {
@@ -613,8 +645,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                     if n == BATCH {
                         tasks.push(Task::AddItems(&items[n..]));
                     }
-                    tasks.push(Task::Op(Op::AddItems as u8));
-                    tasks.push(Task::SaveSeq(&items[..n]));
+                    tasks.push(Task::SaveSeq(&items[..n], Op::AddItems as u8));
                 }
             }
         }
@@ -633,6 +664,7 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     // ---- memo ----
 
+    #[inline]
     fn put(&mut self, key: Option<Key>) {
         let idx = self.memo.insert(key);
         if self.proto >= 4 {
@@ -645,6 +677,18 @@ impl<'h, W: Write> Pickler<'h, W> {
     fn get(&mut self, key: &Key) {
         let idx = self.memo.get(key).expect("memoized");
         self.write_get(idx);
+    }
+
+    /// [`Pickler::write_get`] from protocol 1 (no decimal text).
+    #[inline(always)]
+    fn write_get_fast(&mut self, idx: u32) {
+        debug_assert!(self.proto >= 1);
+        let (word, n) = if idx < 256 {
+            (Op::BinGet as u128 | (idx as u128) << 8, 2)
+        } else {
+            (Op::LongBinGet as u128 | (idx as u128) << 8, 5)
+        };
+        self.out.write_16(word.to_le_bytes(), n);
     }
 
     fn write_get(&mut self, idx: u32) {
@@ -692,7 +736,7 @@ impl<'h, W: Write> Pickler<'h, W> {
         g: &'g Graph,
         v: Value,
         tasks: &mut Vec<Task<'g>>,
-        cont: Option<Task<'g>>,
+        cont: impl FnOnce() -> Option<Task<'g>>,
     ) -> Result<bool> {
         match v {
             Value::Obj(id) => self.save_obj_fast(g, id, tasks, cont),
@@ -714,14 +758,14 @@ impl<'h, W: Write> Pickler<'h, W> {
         g: &'g Graph,
         id: ObjId,
         tasks: &mut Vec<Task<'g>>,
-        cont: Option<Task<'g>>,
+        cont: impl FnOnce() -> Option<Task<'g>>,
     ) -> Result<bool> {
         let key = Key::Obj(id.0);
         match g.get(id) {
             // Longer than CPython's one-character singletons.
             Object::Str(s) if s.as_bytes().len() > 2 => {
-                if let Some(idx) = self.memo.get(&key) {
-                    self.write_get(idx);
+                if let Some(idx) = self.memo.obj(id.0) {
+                    self.write_get_fast(idx);
                     return Ok(false);
                 }
                 let b = s.as_bytes();
@@ -734,8 +778,8 @@ impl<'h, W: Write> Pickler<'h, W> {
                 Ok(false)
             }
             Object::List(items) => {
-                if let Some(idx) = self.memo.get(&key) {
-                    self.write_get(idx);
+                if let Some(idx) = self.memo.obj(id.0) {
+                    self.write_get_fast(idx);
                     return Ok(false);
                 }
                 self.out.write_byte(Op::EmptyList as u8);
@@ -743,13 +787,13 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if items.is_empty() {
                     return Ok(false);
                 }
-                tasks.extend(cont);
+                tasks.extend(cont());
                 self.batch_appends(items, Batching::ExactFirst, tasks);
                 Ok(true)
             }
             Object::Dict(d) => {
-                if let Some(idx) = self.memo.get(&key) {
-                    self.write_get(idx);
+                if let Some(idx) = self.memo.obj(id.0) {
+                    self.write_get_fast(idx);
                     return Ok(false);
                 }
                 self.out.write_byte(Op::EmptyDict as u8);
@@ -757,20 +801,20 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if d.is_empty() {
                     return Ok(false);
                 }
-                tasks.extend(cont);
+                tasks.extend(cont());
                 self.batch_setitems(d.entries(), Batching::ExactFirst, tasks);
                 Ok(true)
             }
             Object::Tuple(items) if !items.is_empty() => {
-                if let Some(idx) = self.memo.get(&key) {
-                    self.write_get(idx);
+                if let Some(idx) = self.memo.obj(id.0) {
+                    self.write_get_fast(idx);
                     return Ok(false);
                 }
-                tasks.extend(cont);
+                tasks.extend(cont());
                 let n = items.len();
                 let marked = n > 3;
                 tasks.push(Task::TupleEnd { key, len: n, marked });
-                tasks.push(Task::SaveSeq(items));
+                tasks.push(Task::SaveSeq(items, NO_OP));
                 if marked {
                     self.out.write_byte(Op::Mark as u8);
                 }
@@ -782,7 +826,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if tasks.len() == before {
                     return Ok(false);
                 }
-                if let Some(cont) = cont {
+                if let Some(cont) = cont() {
                     tasks.insert(before, cont);
                 }
                 Ok(true)
@@ -1229,7 +1273,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 let marked = !(n <= 3 && self.proto >= 2);
                 tasks.push(Task::TupleEnd { key, len: n, marked });
-                tasks.push(Task::SaveSeq(items));
+                tasks.push(Task::SaveSeq(items, NO_OP));
                 if marked {
                     self.out.write_byte(Op::Mark as u8);
                 }
@@ -1250,7 +1294,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 self.out.write_byte(Op::Mark as u8);
                 tasks.push(Task::FrozenSetEnd(key));
-                tasks.push(Task::SaveSeq(s.items()));
+                tasks.push(Task::SaveSeq(s.items(), NO_OP));
             }
             Object::Complex(re, im) => {
                 tasks.push(Task::ReduceDone(key));
@@ -1496,8 +1540,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             let next = if batching == Batching::Iter { Batching::Iter } else { Batching::Exact };
             tasks.push(Task::Appends { items: &items[n..], batching: next });
         }
-        tasks.push(Task::Op(Op::Appends as u8));
-        tasks.push(Task::SaveSeq(&items[..n]));
+        tasks.push(Task::SaveSeq(&items[..n], Op::Appends as u8));
     }
 
     /// One SETITEMS batch. A dict proper repeats CPython's empty trailing batch when its size is
@@ -1535,8 +1578,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             let next = if batching == Batching::Iter { Batching::Iter } else { Batching::Exact };
             tasks.push(Task::SetItems { items: &items[n..], batching: next });
         }
-        tasks.push(Task::Op(Op::SetItems as u8));
-        tasks.push(Task::SavePairs(&items[..n]));
+        tasks.push(Task::SavePairs(&items[..n], Op::SetItems as u8));
     }
 }
 
@@ -1701,6 +1743,30 @@ fn raw_unicode_escape(s: &PyStr, out: &mut Vec<u8>) {
     }
 }
 
+/// What is left of a [`Task::SaveSeq`] once an item pushed tasks: the rest, or its opcode.
+#[inline(always)]
+fn seq_cont(rest: &[Value], end: u8) -> Option<Task<'_>> {
+    if !rest.is_empty() {
+        Some(Task::SaveSeq(rest, end))
+    } else if end != NO_OP {
+        Some(Task::Op(end))
+    } else {
+        None
+    }
+}
+
+/// What is left of a [`Task::SavePairs`] once an item pushed tasks.
+#[inline(always)]
+fn pairs_cont(rest: &[(Value, Value)], end: u8) -> Option<Task<'_>> {
+    if !rest.is_empty() {
+        Some(Task::SavePairs(rest, end))
+    } else if end != NO_OP {
+        Some(Task::Op(end))
+    } else {
+        None
+    }
+}
+
 /// An int's opcode at protocol 2 or higher, as `save_int` writes it, in the low `n` bytes.
 #[inline(always)]
 fn encode_int(i: i64) -> (u128, usize) {
@@ -1722,13 +1788,17 @@ fn encode_int(i: i64) -> (u128, usize) {
 /// bytes; `None` for an object.
 #[inline(always)]
 fn encode_scalar(v: Value) -> Option<([u8; 16], usize)> {
-    let (word, n): (u128, usize) = match v {
-        Value::Int(i) => encode_int(i),
-        Value::Float(f) => (Op::BinFloat as u128 | (f.to_bits().swap_bytes() as u128) << 8, 9),
-        Value::None => (Op::None as u128, 1),
-        Value::Bool(true) => (Op::NewTrue as u128, 1),
-        Value::Bool(false) => (Op::NewFalse as u128, 1),
-        Value::Obj(_) => return None,
+    // Tested in order of likelihood rather than by a jump table.
+    let (word, n): (u128, usize) = if let Value::Int(i) = v {
+        encode_int(i)
+    } else if let Value::Float(f) = v {
+        (Op::BinFloat as u128 | (f.to_bits().swap_bytes() as u128) << 8, 9)
+    } else if let Value::None = v {
+        (Op::None as u128, 1)
+    } else if let Value::Bool(b) = v {
+        (if b { Op::NewTrue } else { Op::NewFalse } as u128, 1)
+    } else {
+        return None;
     };
     Some((word.to_le_bytes(), n))
 }
@@ -1773,7 +1843,18 @@ fn encode_values(items: &[Value], out: &mut Scratch) -> (usize, usize) {
 fn encode_pairs(items: &[(Value, Value)], out: &mut Scratch) -> (usize, usize) {
     let mut pos = 0;
     for (i, &(k, v)) in items.iter().enumerate() {
-        let (Some((kb, kn)), Some((vb, vn))) = (encode_scalar(k), encode_scalar(v)) else { return (i, pos) };
+        // Int keys first: the common scalar key.
+        let (kb, kn) = match k {
+            Value::Int(k) => {
+                let (word, n) = encode_int(k);
+                (word.to_le_bytes(), n)
+            }
+            k => match encode_scalar(k) {
+                Some(enc) => enc,
+                None => return (i, pos),
+            },
+        };
+        let Some((vb, vn)) = encode_scalar(v) else { return (i, pos) };
         put_16(out, pos, kb);
         put_16(out, pos + kn, vb);
         pos += kn + vn;
