@@ -16,7 +16,7 @@ use crate::compat;
 use crate::error::{Error, Result};
 use crate::opcodes::Opcode;
 use crate::ops::{self, read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
-use crate::read::{IoRead, Read, SliceRead};
+use crate::read::{Bytes, IoRead, Read, SliceRead};
 use crate::text::{self, FloatError, ParsedInt};
 use crate::value::{Construct, Global, Graph, Instance, KeyShape, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
 
@@ -172,6 +172,17 @@ impl<R: BufRead> Unpickler<'static, IoRead<R>> {
 #[cold]
 fn underflow_msg(mark_set: bool) -> Error {
     Error::unpickling_msg(if mark_set { "unexpected MARK found" } else { "unpickling stack underflow" })
+}
+
+/// A str from the UTF-8 (surrogatepass) bytes of BINUNICODE and friends: borrowed from a slice
+/// input, else copied (inline when short).
+#[inline]
+fn str_from_read<'de>(b: Bytes<'de, '_>) -> Result<PyStr<'de>> {
+    let s = match b {
+        Bytes::Borrowed(b) => PyStr::from_surrogatepass(b),
+        Bytes::Copied(b) => PyStr::copied_from_surrogatepass(b),
+    };
+    s.ok_or_else(|| bad("'utf-8' codec can't decode the str data (invalid UTF-8)"))
 }
 
 #[cold]
@@ -392,8 +403,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     Ok(true)
                 }),
                 Opcode::ShortBinUnicode => self.reader.read_byte().and_then(|n| {
-                    let raw = self.reader.read_exact(n as usize)?.into_cow();
-                    let v = self.utf8_str(raw)?;
+                    let s = str_from_read(self.reader.read_exact(n as usize)?)?;
+                    let v = self.new_str(s);
                     self.stack.push(v);
                     Ok(true)
                 }),
@@ -522,13 +533,6 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         match p {
             ParsedInt::Small(v) => Value::Int(v),
             ParsedInt::Big(b) => self.add(Object::Int(b)),
-        }
-    }
-
-    fn utf8_str(&mut self, cow: Cow<'de, [u8]>) -> Result<Value> {
-        match PyStr::from_surrogatepass(cow) {
-            Some(s) => Ok(self.new_str(s)),
-            None => Err(bad("'utf-8' codec can't decode the str data (invalid UTF-8)")),
         }
     }
 
@@ -1098,8 +1102,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             BinUnicode | ShortBinUnicode | BinUnicode8 => {
                 let n = read_len(r, op)?;
-                let raw = r.read_exact(n)?.into_cow();
-                let v = self.utf8_str(raw)?;
+                let s = str_from_read(r.read_exact(n)?)?;
+                let v = self.new_str(s);
                 self.push(v);
             }
             BinBytes | ShortBinBytes | BinBytes8 => {

@@ -31,11 +31,73 @@ fn is_valid_utf8(b: &[u8]) -> bool {
 ///
 /// Stored as UTF-8 when the text is valid Unicode, and otherwise as "surrogatepass" UTF-8
 /// (each surrogate code point encoded on its own in three bytes), the form CPython writes in
-/// pickles. Either way the bytes round-trip losslessly.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// pickles. Either way the bytes round-trip losslessly. Short owned strs (up to
+/// [`INLINE_MAX`] bytes: most dict keys and short values) are held inline, without an
+/// allocation of their own.
+#[derive(Clone)]
 pub struct PyStr<'a> {
-    bytes: Cow<'a, [u8]>,
-    utf8: bool,
+    repr: Repr<'a>,
+}
+
+/// Longest str held inline.
+const INLINE_MAX: usize = 22;
+
+#[derive(Clone)]
+enum Repr<'a> {
+    Borrowed(&'a [u8]),
+    Inline { len: u8, buf: [u8; INLINE_MAX] },
+    Owned(Box<[u8]>),
+}
+
+impl<'a> Repr<'a> {
+    #[inline]
+    fn owned(bytes: &[u8]) -> Repr<'static> {
+        if bytes.len() <= INLINE_MAX {
+            let mut buf = [0; INLINE_MAX];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Repr::Inline { len: bytes.len() as u8, buf }
+        } else {
+            Repr::Owned(bytes.into())
+        }
+    }
+
+    #[inline]
+    fn from_cow(bytes: Cow<'a, [u8]>) -> Self {
+        match bytes {
+            Cow::Borrowed(b) => Repr::Borrowed(b),
+            Cow::Owned(v) if v.len() <= INLINE_MAX => Repr::owned(&v),
+            Cow::Owned(v) => Repr::Owned(v.into_boxed_slice()),
+        }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Repr::Borrowed(b) => b,
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Owned(b) => b,
+        }
+    }
+}
+
+impl PartialEq for PyStr<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for PyStr<'_> {}
+
+impl std::hash::Hash for PyStr<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+/// True when `bytes` is valid surrogatepass UTF-8.
+#[inline]
+fn surrogatepass_ok(bytes: &[u8]) -> bool {
+    is_valid_utf8(bytes) || surrogatepass_valid(bytes)
 }
 
 impl<'a> PyStr<'a> {
@@ -45,48 +107,42 @@ impl<'a> PyStr<'a> {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         };
-        PyStr { bytes, utf8: true }
+        PyStr { repr: Repr::from_cow(bytes) }
     }
 
     /// A str from surrogatepass UTF-8, or `None` if `bytes` is not valid even allowing
     /// surrogates.
+    #[inline]
     pub fn from_surrogatepass(bytes: impl Into<Cow<'a, [u8]>>) -> Option<Self> {
         let bytes = bytes.into();
-        if is_valid_utf8(&bytes) {
-            return Some(PyStr { bytes, utf8: true });
-        }
-        if surrogatepass_valid(&bytes) {
-            Some(PyStr { bytes, utf8: false })
-        } else {
-            None
-        }
+        surrogatepass_ok(&bytes).then(|| PyStr { repr: Repr::from_cow(bytes) })
+    }
+
+    /// A str copied from surrogatepass UTF-8 bytes (inline when short), or `None` if they are
+    /// not valid even allowing surrogates.
+    #[inline]
+    pub fn copied_from_surrogatepass(bytes: &[u8]) -> Option<PyStr<'static>> {
+        surrogatepass_ok(bytes).then(|| PyStr { repr: Repr::owned(bytes) })
     }
 
     /// A str from code points (any value up to 0x10FFFF, surrogates included).
     pub fn from_code_points(cps: impl IntoIterator<Item = u32>) -> Self {
         let mut out = Vec::new();
-        let mut utf8 = true;
         for cp in cps {
-            if (0xD800..0xE000).contains(&cp) {
-                utf8 = false;
-            }
             push_code_point(&mut out, cp);
         }
-        PyStr { bytes: Cow::Owned(out), utf8 }
+        PyStr { repr: Repr::from_cow(Cow::Owned(out)) }
     }
 
     /// The text, when it holds no lone surrogate.
+    #[inline]
     pub fn as_str(&self) -> Option<&str> {
-        if self.utf8 {
-            // Validated at construction; checked again (fast) rather than trusted.
-            if is_short_ascii(&self.bytes) {
-                // SAFETY: ASCII is valid UTF-8.
-                return Some(unsafe { std::str::from_utf8_unchecked(&self.bytes) });
-            }
-            simdutf8::basic::from_utf8(&self.bytes).ok()
-        } else {
-            None
+        let bytes = self.as_bytes();
+        if is_short_ascii(bytes) {
+            // SAFETY: ASCII is valid UTF-8.
+            return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
         }
+        simdutf8::basic::from_utf8(bytes).ok()
     }
 
     /// The text with any surrogate replaced by U+FFFD.
@@ -98,37 +154,40 @@ impl<'a> PyStr<'a> {
     }
 
     /// The surrogatepass UTF-8 bytes, exactly as a pickle carries them.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.repr.bytes()
     }
 
     /// True when the str contains lone surrogates (is not valid UTF-8).
     pub fn has_surrogates(&self) -> bool {
-        !self.utf8
+        self.as_str().is_none()
     }
 
     /// Number of code points (Python's `len()`).
     pub fn len(&self) -> usize {
-        if self.utf8 {
-            self.bytes.iter().filter(|&&b| (b as i8) >= -0x40).count()
-        } else {
-            self.code_points().count()
-        }
+        // Surrogatepass UTF-8 has UTF-8's layout: one leading byte per code point.
+        self.as_bytes().iter().filter(|&&b| (b as i8) >= -0x40).count()
     }
 
     /// True for the empty str.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.as_bytes().is_empty()
     }
 
     /// The code points, in order.
     pub fn code_points(&self) -> CodePoints<'_> {
-        CodePoints { bytes: &self.bytes, pos: 0 }
+        CodePoints { bytes: self.as_bytes(), pos: 0 }
     }
 
     /// A copy that owns its bytes.
     pub fn into_owned(self) -> PyStr<'static> {
-        PyStr { bytes: Cow::Owned(self.bytes.into_owned()), utf8: self.utf8 }
+        let repr = match self.repr {
+            Repr::Borrowed(b) => Repr::owned(b),
+            Repr::Inline { len, buf } => Repr::Inline { len, buf },
+            Repr::Owned(b) => Repr::Owned(b),
+        };
+        PyStr { repr }
     }
 }
 
@@ -214,6 +273,37 @@ fn surrogatepass_valid(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_inline_and_boxed_strs_agree() {
+        use std::hash::{BuildHasher, RandomState};
+        let hasher = RandomState::new();
+        for text in [
+            "",
+            "k",
+            "name",
+            "exactly twenty-two b!",
+            "twenty-three bytes long",
+            "caf\u{e9} \u{20ac} longer than the inline size",
+        ] {
+            let borrowed = PyStr::from_surrogatepass(text.as_bytes()).unwrap();
+            let copied = PyStr::copied_from_surrogatepass(text.as_bytes()).unwrap();
+            let owned = borrowed.clone().into_owned();
+            for s in [&copied, &owned] {
+                assert_eq!(s, &borrowed);
+                assert_eq!(s.as_str(), Some(text));
+                assert_eq!(s.len(), text.chars().count());
+                assert_eq!(hasher.hash_one(s), hasher.hash_one(&borrowed));
+            }
+        }
+        // A lone surrogate (ED A0 80 is U+D800) survives every form.
+        let sur = b"a\xed\xa0\x80b";
+        let copied = PyStr::copied_from_surrogatepass(sur).unwrap();
+        assert!(copied.has_surrogates());
+        assert_eq!(copied.as_bytes(), sur);
+        assert_eq!(copied.code_points().collect::<Vec<_>>(), [0x61, 0xD800, 0x62]);
+        assert!(PyStr::copied_from_surrogatepass(b"\xff").is_none());
+    }
 
     #[test]
     fn short_ascii_check_sees_every_byte() {
