@@ -4,6 +4,8 @@
 //! reference. Errors carry the byte offset of the value that failed and the path to it, added
 //! as the error travels back out through sequences and maps.
 
+use std::cell::Cell;
+
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
 use crate::opcodes::Opcode;
@@ -15,14 +17,37 @@ use super::tape::{scalar, Chain, ChainIter, Inst, Item, Obj, Scalar, Tape, OBJ};
 /// bytes.
 pub(crate) const BIGINT_TOKEN: &str = "$pikl::private::BigInt";
 
-/// One value of a tape, as a serde `Deserializer`.
+/// What every node of one read shares: the tape, the input and the nesting depth of the
+/// containers being visited.
+pub(crate) struct Cx<'t, 'de> {
+    tape: &'t Tape,
+    /// The bytes the tape's offsets point into.
+    input: &'de [u8],
+    depth: Cell<usize>,
+}
+
+impl<'t, 'de> Cx<'t, 'de> {
+    pub(crate) fn new(tape: &'t Tape, input: &'de [u8]) -> Self {
+        Cx { tape, input, depth: Cell::new(0) }
+    }
+}
+
+/// One value of a tape, as a serde `Deserializer`. Two words, so that it travels in registers
+/// into the `deserialize` functions serde's impls do not inline.
 #[derive(Clone, Copy)]
 pub(crate) struct Node<'t, 'de> {
-    pub(crate) tape: &'t Tape,
-    /// The bytes the tape's offsets point into.
-    pub(crate) input: &'de [u8],
+    pub(crate) cx: &'t Cx<'t, 'de>,
     pub(crate) v: Item,
-    pub(crate) depth: usize,
+}
+
+/// One level of nesting entered; left when dropped.
+struct Deeper<'t>(&'t Cell<usize>);
+
+impl Drop for Deeper<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// What a value is, for visiting.
@@ -86,6 +111,25 @@ fn long_u128(b: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
+/// The `n` (at most 8) little-endian two's complement bytes at `b[at..]` as an `i64`, without
+/// a variable-length copy when 8 bytes can be loaded there.
+#[inline(always)]
+fn long1_i64(b: &[u8], at: usize, n: usize) -> i64 {
+    if n == 0 {
+        return 0;
+    }
+    let shift = 64 - 8 * n as u32;
+    let raw = match b.get(at..at + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+        None => {
+            let mut buf = [0; 8];
+            buf[..n].copy_from_slice(&b[at..at + n]);
+            u64::from_le_bytes(buf)
+        }
+    };
+    ((raw << shift) as i64) >> shift
+}
+
 /// The minimal two's complement bytes of `i`.
 pub(crate) fn i64_bytes(i: i64) -> Vec<u8> {
     let b = i.to_le_bytes();
@@ -97,10 +141,20 @@ pub(crate) fn i64_bytes(i: i64) -> Vec<u8> {
 }
 
 impl<'t, 'de> Node<'t, 'de> {
+    #[inline(always)]
+    fn tape(&self) -> &'t Tape {
+        self.cx.tape
+    }
+
+    #[inline(always)]
+    fn input(&self) -> &'de [u8] {
+        self.cx.input
+    }
+
     #[inline]
     fn kind(&self) -> Kind<'t, 'de> {
         if self.v & OBJ == 0 {
-            return match scalar(self.input, self.v as usize, self.tape.py2_bytes) {
+            return match scalar(self.input(), self.v as usize, self.tape().py2_bytes) {
                 Scalar::None => Kind::None,
                 Scalar::Bool(b) => Kind::Bool(b),
                 Scalar::Int(i) => Kind::Int(i),
@@ -110,14 +164,14 @@ impl<'t, 'de> Node<'t, 'de> {
                 Scalar::Long(b) => Kind::Long(Data::Input(b)),
             };
         }
-        match self.tape.obj(self.v) {
+        match self.tape().obj(self.v) {
             Obj::List(c) => Kind::List(c),
             Obj::Tuple(c) => Kind::Tuple(c),
             Obj::Set(c) | Obj::FrozenSet(c) => Kind::Set(c),
             Obj::Dict(c) => Kind::Dict(c),
-            Obj::Str(s, e) => Kind::Str(Data::Tape(self.tape.data(*s, *e))),
-            Obj::Bytes(s, e) => Kind::Bytes(Data::Tape(self.tape.data(*s, *e))),
-            Obj::Long(s, e) => Kind::Long(Data::Tape(self.tape.data(*s, *e))),
+            Obj::Str(s, e) => Kind::Str(Data::Tape(self.tape().data(*s, *e))),
+            Obj::Bytes(s, e) => Kind::Bytes(Data::Tape(self.tape().data(*s, *e))),
+            Obj::Long(s, e) => Kind::Long(Data::Tape(self.tape().data(*s, *e))),
             Obj::Int(i) => Kind::Int(*i),
             Obj::Bool(b) => Kind::Bool(*b),
             Obj::Float(f) => Kind::Float(*f),
@@ -129,7 +183,7 @@ impl<'t, 'de> Node<'t, 'de> {
 
     #[inline]
     fn pos(&self) -> u64 {
-        self.tape.pos(self.v)
+        self.tape().pos(self.v)
     }
 
     /// The value of the int opcodes CPython writes for small ints, read directly.
@@ -139,7 +193,7 @@ impl<'t, 'de> Node<'t, 'de> {
             return None;
         }
         let off = self.v as usize;
-        let b = self.input;
+        let b = self.input();
         const BININT1: u8 = Opcode::BinInt1 as u8;
         const BININT2: u8 = Opcode::BinInt2 as u8;
         const BININT: u8 = Opcode::BinInt as u8;
@@ -148,19 +202,14 @@ impl<'t, 'de> Node<'t, 'de> {
             BININT1 => Some(b[off + 1] as i64),
             BININT2 => Some(u16::from_le_bytes([b[off + 1], b[off + 2]]) as i64),
             BININT => Some(i32::from_le_bytes(b[off + 1..off + 5].try_into().expect("4 bytes")) as i64),
-            LONG1 if b[off + 1] <= 8 => {
-                let d = &b[off + 2..off + 2 + b[off + 1] as usize];
-                let mut buf = if d.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
-                buf[..d.len()].copy_from_slice(d);
-                Some(i64::from_le_bytes(buf))
-            }
+            LONG1 if b[off + 1] <= 8 => Some(long1_i64(b, off + 2, b[off + 1] as usize)),
             _ => None,
         }
     }
 
     #[inline]
     fn at(&self, v: Item) -> Node<'t, 'de> {
-        Node { tape: self.tape, input: self.input, v, depth: self.depth }
+        Node { cx: self.cx, v }
     }
 
     /// Python's name for the value's type, for messages.
@@ -212,35 +261,43 @@ impl<'t, 'de> Node<'t, 'de> {
         Error::de(msg).at(self.pos())
     }
 
-    /// One level deeper, or an error past the limit.
+    /// One level deeper (until the guard is dropped), or an error past the limit.
     #[inline]
-    fn deeper(&self) -> Result<usize> {
-        let d = self.depth + 1;
-        if d > self.tape.max_depth {
-            return Err(self.error(format!(
-                "containers nested deeper than {} levels (or a self-referencing value)",
-                self.tape.max_depth
-            )));
+    fn deeper(&self) -> Result<Deeper<'t>> {
+        let d = self.cx.depth.get();
+        if d >= self.tape().max_depth {
+            return Err(self.too_deep());
         }
-        Ok(d)
+        self.cx.depth.set(d + 1);
+        Ok(Deeper(&self.cx.depth))
     }
 
+    #[cold]
+    fn too_deep(&self) -> Error {
+        self.error(format!(
+            "containers nested deeper than {} levels (or a self-referencing value)",
+            self.tape().max_depth
+        ))
+    }
+
+    #[inline]
     fn seq(&self, chain: &Chain) -> Result<SeqAcc<'t, 'de>> {
-        Ok(SeqAcc { tape: self.tape, input: self.input, iter: self.tape.iter(chain), index: 0, depth: self.deeper()? })
+        let deeper = self.deeper()?;
+        Ok(SeqAcc { cx: self.cx, iter: self.tape().iter(chain), total: chain.total as usize, _deeper: deeper })
     }
 
     fn map(&self, first: &Chain, second: Option<&Chain>) -> Result<MapAcc<'t, 'de>> {
+        let deeper = self.deeper()?;
         Ok(MapAcc {
-            tape: self.tape,
-            input: self.input,
-            iter: self.tape.iter(first),
+            cx: self.cx,
+            iter: self.tape().iter(first),
             then: match second {
-                Some(c) => self.tape.iter(c),
+                Some(c) => self.tape().iter(c),
                 None => ChainIter::empty(),
             },
             key: None,
             value: None,
-            depth: self.deeper()?,
+            _deeper: deeper,
         })
     }
 
@@ -273,7 +330,7 @@ impl<'t, 'de> Node<'t, 'de> {
         match self.at(state).kind() {
             Kind::Dict(c) => Some((c, None)),
             Kind::Tuple(c) if c.total == 2 => {
-                let mut it = self.tape.iter(c);
+                let mut it = self.tape().iter(c);
                 let (a, b) = (it.next()?, it.next()?);
                 let slots = dict_of(b)?;
                 match self.at(a).kind() {
@@ -310,8 +367,8 @@ impl<'t, 'de> Node<'t, 'de> {
             return visitor.visit_map(self.map(a, b)?).map_err(|e: Error| e.at(self.pos()));
         }
         if let Some(state) = inst.state {
-            let node = Node { tape: self.tape, input: self.input, v: state, depth: self.deeper()? };
-            return de::Deserializer::deserialize_any(node, visitor);
+            let _deeper = self.deeper()?;
+            return de::Deserializer::deserialize_any(self.at(state), visitor);
         }
         if inst.list.total > 0 {
             return visitor.visit_seq(self.seq(&inst.list)?).map_err(|e: Error| e.at(self.pos()));
@@ -322,6 +379,7 @@ impl<'t, 'de> Node<'t, 'de> {
         }
     }
 
+    #[inline(never)]
     fn visit_int<V2: Visitor<'de>>(&self, visitor: V2) -> Result<V2::Value> {
         let r = match self.kind() {
             Kind::Int(i) => visitor.visit_i64(i),
@@ -375,6 +433,26 @@ impl<'t, 'de> Node<'t, 'de> {
         r.map_err(|e: Error| e.at(self.pos()))
     }
 
+    /// A str (not a `SHORT_BINUNICODE`) or bytes, as text.
+    #[inline(never)]
+    fn str_slow<V2: Visitor<'de>>(&self, visitor: V2) -> Result<V2::Value> {
+        let r = match self.kind() {
+            Kind::Str(d) => self.visit_str(d, visitor),
+            Kind::Bytes(d) => self.visit_bytes(d, visitor),
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        r.map_err(|e: Error| e.at(self.pos()))
+    }
+
+    #[inline(never)]
+    fn bool_slow<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
+        match self.kind() {
+            Kind::Bool(b) => visitor.visit_bool(b).map_err(|e: Error| e.at(self.pos())),
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    #[inline(never)]
     fn visit_float<V2: Visitor<'de>>(&self, visitor: V2) -> Result<V2::Value> {
         let r = match self.kind() {
             Kind::Float(f) => visitor.visit_f64(f),
@@ -388,7 +466,7 @@ impl<'t, 'de> Node<'t, 'de> {
 macro_rules! int_methods {
     ($($m:ident)*) => {
         $(
-            #[inline]
+            #[inline(always)]
             fn $m<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
                 match self.fast_int() {
                     Some(i) => visitor.visit_i64(i).map_err(|e: Error| e.at(self.v)),
@@ -422,11 +500,18 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
         r.map_err(|e: Error| e.at(pos))
     }
 
+    #[inline]
     fn deserialize_bool<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-        match self.kind() {
-            Kind::Bool(b) => visitor.visit_bool(b).map_err(|e: Error| e.at(self.pos())),
-            _ => Err(self.invalid_type(&visitor)),
+        if self.v & OBJ == 0 {
+            const NEWTRUE: u8 = Opcode::NewTrue as u8;
+            const NEWFALSE: u8 = Opcode::NewFalse as u8;
+            match self.input()[self.v as usize] {
+                NEWTRUE => return visitor.visit_bool(true).map_err(|e: Error| e.at(self.v)),
+                NEWFALSE => return visitor.visit_bool(false).map_err(|e: Error| e.at(self.v)),
+                _ => {}
+            }
         }
+        self.bool_slow(visitor)
     }
 
     int_methods!(deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
@@ -447,9 +532,9 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
     #[inline]
     fn deserialize_f64<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-        if self.v & OBJ == 0 && self.input[self.v as usize] == Opcode::BinFloat as u8 {
+        if self.v & OBJ == 0 && self.input()[self.v as usize] == Opcode::BinFloat as u8 {
             let off = self.v as usize + 1;
-            let f = f64::from_be_bytes(self.input[off..off + 8].try_into().expect("8 bytes"));
+            let f = f64::from_be_bytes(self.input()[off..off + 8].try_into().expect("8 bytes"));
             return visitor.visit_f64(f).map_err(|e: Error| e.at(self.v));
         }
         self.visit_float(visitor)
@@ -461,18 +546,13 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
     #[inline]
     fn deserialize_str<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-        if self.v & OBJ == 0 && self.input[self.v as usize] == Opcode::ShortBinUnicode as u8 {
+        if self.v & OBJ == 0 && self.input()[self.v as usize] == Opcode::ShortBinUnicode as u8 {
             let off = self.v as usize;
-            let n = self.input[off + 1] as usize;
-            let text = self.text(&self.input[off + 2..off + 2 + n])?;
+            let n = self.input()[off + 1] as usize;
+            let text = self.text(&self.input()[off + 2..off + 2 + n])?;
             return visitor.visit_borrowed_str(text).map_err(|e: Error| e.at(self.v));
         }
-        let r = match self.kind() {
-            Kind::Str(d) => self.visit_str(d, visitor),
-            Kind::Bytes(d) => self.visit_bytes(d, visitor),
-            _ => return Err(self.invalid_type(&visitor)),
-        };
-        r.map_err(|e: Error| e.at(self.pos()))
+        self.str_slow(visitor)
     }
 
     #[inline]
@@ -496,9 +576,11 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
     #[inline]
     fn deserialize_option<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
-        match self.kind() {
-            Kind::None => visitor.visit_none().map_err(|e: Error| e.at(self.pos())),
-            _ => visitor.visit_some(self),
+        // Only the NONE opcode makes a None (never an object).
+        if self.v & OBJ == 0 && self.input()[self.v as usize] == Opcode::None as u8 {
+            visitor.visit_none().map_err(|e: Error| e.at(self.v))
+        } else {
+            visitor.visit_some(self)
         }
     }
 
@@ -585,15 +667,15 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
         _variants: &'static [&'static str],
         visitor: V2,
     ) -> Result<V2::Value> {
-        let depth = self.deeper()?;
+        let _deeper = self.deeper()?;
         let (variant, payload) = match self.kind() {
             Kind::Str(_) | Kind::Int(_) => (self.v, None),
             Kind::Dict(c) if c.total == 2 => {
-                let mut it = self.tape.iter(c);
+                let mut it = self.tape().iter(c);
                 (it.next().expect("two items"), it.next())
             }
             Kind::Tuple(c) if c.total == 1 || c.total == 2 => {
-                let mut it = self.tape.iter(c);
+                let mut it = self.tape().iter(c);
                 (it.next().expect("an item"), it.next())
             }
             _ => {
@@ -603,7 +685,7 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
                 )))
             }
         };
-        let acc = EnumAcc { tape: self.tape, input: self.input, variant, payload, depth, pos: self.pos() };
+        let acc = EnumAcc { cx: self.cx, variant, payload, pos: self.pos() };
         visitor.visit_enum(acc).map_err(|e: Error| e.at(self.pos()))
     }
 
@@ -630,26 +712,42 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
 
 /// A list, tuple or set.
 pub(crate) struct SeqAcc<'t, 'de> {
-    tape: &'t Tape,
-    input: &'de [u8],
+    cx: &'t Cx<'t, 'de>,
     iter: ChainIter<'t>,
-    index: usize,
-    depth: usize,
+    total: usize,
+    _deeper: Deeper<'t>,
+}
+
+impl SeqAcc<'_, '_> {
+    /// The index of the item just taken.
+    #[cold]
+    fn index(&self) -> usize {
+        self.total - self.iter.remaining() - 1
+    }
 }
 
 impl<'de> de::SeqAccess<'de> for SeqAcc<'_, 'de> {
     type Error = Error;
 
-    #[inline]
+    #[inline(always)]
+    fn next_element<T: de::Deserialize<'de>>(&mut self) -> Result<Option<T>> {
+        match self.iter.next() {
+            None => Ok(None),
+            Some(v) => match T::deserialize(Node { cx: self.cx, v }) {
+                Ok(x) => Ok(Some(x)),
+                Err(e) => Err(e.index(self.index())),
+            },
+        }
+    }
+
+    #[inline(always)]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
         match self.iter.next() {
             None => Ok(None),
-            Some(v) => {
-                let i = self.index;
-                self.index += 1;
-                let node = Node { tape: self.tape, input: self.input, v, depth: self.depth };
-                seed.deserialize(node).map(Some).map_err(|e| e.index(i))
-            }
+            Some(v) => match seed.deserialize(Node { cx: self.cx, v }) {
+                Ok(x) => Ok(Some(x)),
+                Err(e) => Err(e.index(self.index())),
+            },
         }
     }
 
@@ -681,13 +779,12 @@ impl<'de> de::SeqAccess<'de> for ByteSeq<'_> {
 
 /// A dict's items (key, value, key, value...), then a second run (a slots state's).
 pub(crate) struct MapAcc<'t, 'de> {
-    tape: &'t Tape,
-    input: &'de [u8],
+    cx: &'t Cx<'t, 'de>,
     iter: ChainIter<'t>,
     then: ChainIter<'t>,
     key: Option<Item>,
     value: Option<Item>,
-    depth: usize,
+    _deeper: Deeper<'t>,
 }
 
 impl<'t, 'de> MapAcc<'t, 'de> {
@@ -695,7 +792,7 @@ impl<'t, 'de> MapAcc<'t, 'de> {
     #[cold]
     fn segment(&self, key: Option<Item>) -> String {
         let Some(key) = key else { return String::new() };
-        let node = Node { tape: self.tape, input: self.input, v: key, depth: 0 };
+        let node = Node { cx: self.cx, v: key };
         match node.kind() {
             Kind::Str(d) => {
                 let s = String::from_utf8_lossy(d.bytes());
@@ -733,7 +830,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
         };
         self.value = self.iter.next();
         self.key = Some(k);
-        let node = Node { tape: self.tape, input: self.input, v: k, depth: self.depth };
+        let node = Node { cx: self.cx, v: k };
         match seed.deserialize(node) {
             Ok(k) => Ok(Some(k)),
             Err(e) => Err(e.segment(self.segment(Some(k)))),
@@ -745,7 +842,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
         let Some(v) = self.value.take() else {
             return Err(Error::de("a dict value was requested before its key"));
         };
-        let node = Node { tape: self.tape, input: self.input, v, depth: self.depth };
+        let node = Node { cx: self.cx, v };
         seed.deserialize(node).map_err(|e| e.segment(self.segment(self.key)))
     }
 
@@ -756,11 +853,9 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, 'de> {
 
 /// An enum: a variant name, with or without a payload.
 struct EnumAcc<'t, 'de> {
-    tape: &'t Tape,
-    input: &'de [u8],
+    cx: &'t Cx<'t, 'de>,
     variant: Item,
     payload: Option<Item>,
-    depth: usize,
     pos: u64,
 }
 
@@ -769,9 +864,9 @@ impl<'t, 'de> de::EnumAccess<'de> for EnumAcc<'t, 'de> {
     type Variant = VariantAcc<'t, 'de>;
 
     fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self::Variant)> {
-        let node = Node { tape: self.tape, input: self.input, v: self.variant, depth: self.depth };
+        let node = Node { cx: self.cx, v: self.variant };
         let name = seed.deserialize(node)?;
-        let payload = self.payload.map(|v| Node { tape: self.tape, input: self.input, v, depth: self.depth });
+        let payload = self.payload.map(|v| Node { cx: self.cx, v });
         Ok((name, VariantAcc { payload, pos: self.pos, variant: node }))
     }
 }

@@ -125,7 +125,8 @@ pub fn to_writer<W: Write, T: Serialize + ?Sized>(writer: W, value: &T, options:
 pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8], options: DeOptions) -> Result<T> {
     let mut r = SliceRead::new(bytes);
     let (tape, root) = tape::build(&mut r, tape::Input::Slice(bytes), &options)?;
-    let node = de::Node { tape: &tape, input: bytes, v: root, depth: 0 };
+    let cx = de::Cx::new(&tape, bytes);
+    let node = de::Node { cx: &cx, v: root };
     T::deserialize(node).map_err(error::Error::into_pikl)
 }
 
@@ -139,6 +140,7 @@ pub fn from_reader<R: BufRead, T: DeserializeOwned>(reader: R, options: DeOption
     drop(r.into_inner());
     let (tape, root) = res?;
     let input = std::mem::take(&mut *record.borrow_mut());
-    let node = de::Node { tape: &tape, input: &input, v: root, depth: 0 };
+    let cx = de::Cx::new(&tape, &input);
+    let node = de::Node { cx: &cx, v: root };
     T::deserialize(node).map_err(error::Error::into_pikl)
 }

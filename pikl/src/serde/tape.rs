@@ -248,61 +248,68 @@ impl Tape {
     /// Items of `chain`, in order.
     #[inline]
     pub(crate) fn iter(&self, chain: &Chain) -> ChainIter<'_> {
+        let first = if chain.total == 0 { &[][..] } else { &self.items[chain.start as usize..][..chain.len as usize] };
         ChainIter {
+            cur: first.iter(),
             items: &self.items,
             segs: &self.segs,
-            cur: chain.start,
-            end: chain.start + chain.len,
             next: chain.next,
-            remaining: chain.total,
+            rest: chain.total - first.len() as u32,
         }
     }
 }
 
-/// Walks a [`Chain`].
+/// Walks a [`Chain`]: the current run as a slice iterator, then the runs of [`Tape::segs`].
 #[derive(Clone)]
 pub(crate) struct ChainIter<'t> {
+    cur: std::slice::Iter<'t, Item>,
     items: &'t [Item],
     segs: &'t [Seg],
-    cur: u32,
-    end: u32,
     next: u32,
-    remaining: u32,
+    /// Items in the runs after the current one.
+    rest: u32,
 }
 
-impl ChainIter<'_> {
+impl<'t> ChainIter<'t> {
     pub(crate) fn empty() -> Self {
-        ChainIter { items: &[], segs: &[], cur: 0, end: 0, next: NIL, remaining: 0 }
+        ChainIter { cur: [].iter(), items: &[], segs: &[], next: NIL, rest: 0 }
     }
 
     #[inline]
     pub(crate) fn remaining(&self) -> usize {
-        self.remaining as usize
+        self.cur.len() + self.rest as usize
+    }
+
+    /// Moves to the chain's next run and takes its first item.
+    #[cold]
+    #[inline(never)]
+    fn next_run(&mut self) -> Option<Item> {
+        while self.rest > 0 {
+            let s = self.segs[self.next as usize];
+            self.cur = self.items[s.start as usize..][..s.len as usize].iter();
+            self.next = s.next;
+            self.rest -= s.len;
+            if let Some(&v) = self.cur.next() {
+                return Some(v);
+            }
+        }
+        None
     }
 }
 
 impl Iterator for ChainIter<'_> {
     type Item = Item;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Item> {
-        if self.remaining == 0 {
-            return None;
+        match self.cur.next() {
+            Some(&v) => Some(v),
+            None => self.next_run(),
         }
-        if self.cur == self.end {
-            let s = self.segs[self.next as usize];
-            self.cur = s.start;
-            self.end = s.start + s.len;
-            self.next = s.next;
-        }
-        self.remaining -= 1;
-        let v = self.items[self.cur as usize];
-        self.cur += 1;
-        Some(v)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining as usize, Some(self.remaining as usize))
+        (self.remaining(), Some(self.remaining()))
     }
 }
 
