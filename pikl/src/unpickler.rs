@@ -382,7 +382,16 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     self.stack.push(v);
                     true
                 }),
+                Opcode::LongBinGet => {
+                    ops::read_u32(&mut self.reader).and_then(|k| self.memo_lookup(k as u64)).map(|v| {
+                        self.stack.push(v);
+                        true
+                    })
+                }
                 Opcode::Memoize => self.memo_put(self.memo.len as u64).map(|()| true),
+                Opcode::LongBinPut => {
+                    ops::read_u32(&mut self.reader).and_then(|k| self.memo_put(k as u64)).map(|()| true)
+                }
                 Opcode::BinPut => self.reader.read_byte().and_then(|k| self.memo_put(k as u64)).map(|()| true),
                 Opcode::BinInt1 => self.reader.read_byte().map(|b| {
                     self.stack.push(Value::Int(b as i64));
@@ -408,6 +417,16 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     self.stack.push(v);
                     Ok(true)
                 }),
+                Opcode::BinUnicode => read_len(&mut self.reader, op).and_then(|n| {
+                    let s = str_from_read(self.reader.read_exact(n)?)?;
+                    let v = self.new_str(s);
+                    self.stack.push(v);
+                    Ok(true)
+                }),
+                Opcode::NewTrue | Opcode::NewFalse => {
+                    self.stack.push(Value::Bool(op == Opcode::NewTrue));
+                    Ok(true)
+                }
                 Opcode::BinFloat => ops::read_f64(&mut self.reader).map(|f| {
                     self.stack.push(Value::Float(f));
                     true
