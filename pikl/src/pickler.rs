@@ -762,8 +762,12 @@ impl<'h, W: Write> Pickler<'h, W> {
     ) -> Result<bool> {
         let key = Key::Obj(id.0);
         match g.get(id) {
-            // Longer than CPython's one-character singletons.
-            Object::Str(s) if s.as_bytes().len() > 2 => {
+            // Not one of CPython's one-character singletons: longer than two bytes, or two
+            // ASCII characters.
+            Object::Str(s)
+                if s.as_bytes().len() > 2
+                    || s.as_bytes().first().is_some_and(|&b| b < 0x80) && s.as_bytes().len() == 2 =>
+            {
                 if let Some(idx) = self.memo.obj(id.0) {
                     self.write_get_fast(idx);
                     return Ok(false);
