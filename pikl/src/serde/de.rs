@@ -85,6 +85,35 @@ impl Data<'_, '_> {
     }
 }
 
+/// True for a short ASCII text (a field name, a short value), checked without calling the
+/// general validator.
+#[inline(always)]
+fn is_short_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
+    let n = b.len();
+    match n {
+        0..=3 => b.iter().all(|&c| c < 0x80),
+        // Two overlapping loads cover the whole text.
+        4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
+        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
+        17..=32 => (word(0) | word(8) | word(n - 16) | word(n - 8)) & HIGH == 0,
+        _ => false,
+    }
+}
+
+/// `b` as text when it is valid UTF-8 (no surrogates). Not inlined: it keeps the callers small
+/// enough for serde's impls (`String`'s) to inline them.
+#[inline(never)]
+fn valid_text(b: &[u8]) -> Option<&str> {
+    if is_short_ascii(b) {
+        // SAFETY: ASCII is valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(b) });
+    }
+    std::str::from_utf8(b).ok()
+}
+
 /// Two's complement little-endian bytes as an `i128`, when they fit.
 fn long_i128(b: &[u8]) -> Option<i128> {
     if b.len() > 16 {
@@ -302,9 +331,17 @@ impl<'t, 'de> Node<'t, 'de> {
     }
 
     /// A str as UTF-8 text.
-    #[inline]
+    #[inline(always)]
     fn text<'a>(&self, d: &'a [u8]) -> Result<&'a str> {
-        std::str::from_utf8(d).map_err(|_| self.error("str holds lone surrogates, which a Rust string cannot"))
+        match valid_text(d) {
+            Some(s) => Ok(s),
+            None => Err(self.surrogates()),
+        }
+    }
+
+    #[cold]
+    fn surrogates(&self) -> Error {
+        self.error("str holds lone surrogates, which a Rust string cannot")
     }
 
     fn visit_str<V2: Visitor<'de>>(&self, d: Data<'t, 'de>, visitor: V2) -> Result<V2::Value> {
