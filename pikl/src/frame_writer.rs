@@ -18,7 +18,7 @@ const FRAME: u8 = 0x95;
 /// The bytes [`FrameWriter::write_run`]'s encoder may write for one item.
 pub(crate) const RUN_WINDOW: usize = 32;
 /// Bytes encoded by [`FrameWriter::write_run`] before they are copied to the buffer.
-pub(crate) const SCRATCH: usize = 512;
+pub(crate) const SCRATCH: usize = 1024;
 /// Where [`FrameWriter::write_run`]'s encoder writes.
 pub(crate) type Scratch = [u8; SCRATCH + RUN_WINDOW];
 /// Without framing, the buffer is handed to the writer once it holds this much.

@@ -203,10 +203,11 @@ pub struct Pickler<'h, W: Write> {
     fix_imports: bool,
     persistent_id: Option<PersistentId<'h>>,
     buffer_callback: Option<BufferCallback<'h>>,
-    extensions: HashMap<(String, String), u32>,
-    extension_names: HashMap<u32, (String, String)>,
+    // Fixed hashers: a std `RandomState` reads thread-local keys each time a pickler is made.
+    extensions: HashMap<(String, String), u32, foldhash::fast::FixedState>,
+    extension_names: HashMap<u32, (String, String), foldhash::fast::FixedState>,
     /// Instances whose reduction is being written (not yet memoized).
-    reducing: HashMap<u32, u32>,
+    reducing: HashMap<u32, u32, foldhash::fast::FixedState>,
 }
 
 /// One step of the iterative save.
@@ -285,15 +286,19 @@ enum Task<'g> {
 impl<'h, W: Write> Pickler<'h, W> {
     /// A pickler writing `protocol` (see [`resolve_protocol`]).
     pub fn new(out: W, protocol: Option<i32>) -> Result<Self> {
+        Self::with_writer(FrameWriter::new(out), protocol)
+    }
+
+    fn with_writer(out: FrameWriter<W>, protocol: Option<i32>) -> Result<Self> {
         Ok(Pickler {
-            out: FrameWriter::new(out),
+            out,
             proto: resolve_protocol(protocol)?,
             memo: PicklerMemo::default(),
             fix_imports: true,
             persistent_id: None,
             buffer_callback: None,
-            extensions: HashMap::new(),
-            extension_names: HashMap::new(),
+            extensions: Default::default(),
+            extension_names: Default::default(),
             reducing: Default::default(),
         })
     }
@@ -791,7 +796,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if items.is_empty() {
                     return Ok(false);
                 }
-                tasks.extend(cont());
+                if let Some(cont) = cont() {
+                    tasks.push(cont);
+                }
                 self.batch_appends(items, Batching::ExactFirst, tasks);
                 Ok(true)
             }
@@ -805,7 +812,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if d.is_empty() {
                     return Ok(false);
                 }
-                tasks.extend(cont());
+                if let Some(cont) = cont() {
+                    tasks.push(cont);
+                }
                 self.batch_setitems(d.entries(), Batching::ExactFirst, tasks);
                 Ok(true)
             }
@@ -814,7 +823,9 @@ impl<'h, W: Write> Pickler<'h, W> {
                     self.write_get_fast(idx);
                     return Ok(false);
                 }
-                tasks.extend(cont());
+                if let Some(cont) = cont() {
+                    tasks.push(cont);
+                }
                 let n = items.len();
                 let marked = n > 3;
                 tasks.push(Task::TupleEnd { key, len: n, marked });
@@ -1517,6 +1528,7 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     /// One APPENDS batch (CPython's `batch_list_exact` for lists, `batch_list` for the
     /// `listitems` of a reduction), then the rest as a new task.
+    #[inline]
     fn batch_appends<'g>(&mut self, items: &'g [Value], batching: Batching, tasks: &mut Vec<Task<'g>>) {
         if self.proto == 0 {
             for &v in items.iter().rev() {
@@ -1549,6 +1561,7 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     /// One SETITEMS batch. A dict proper repeats CPython's empty trailing batch when its size is
     /// a multiple of 1000 (`batch_dict_exact` loops while a batch was full).
+    #[inline]
     fn batch_setitems<'g>(&mut self, items: &'g [(Value, Value)], batching: Batching, tasks: &mut Vec<Task<'g>>) {
         if self.proto == 0 {
             for &(k, v) in items.iter().rev() {
@@ -1868,8 +1881,7 @@ fn encode_pairs(items: &[(Value, Value)], out: &mut Scratch) -> (usize, usize) {
 
 /// Writes `v` at `protocol` into a new buffer (Python's `pickle.dumps`).
 pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> {
-    let mut p = Pickler::new(Vec::new(), protocol)?;
-    p.out = FrameWriter::keeping(Vec::new());
+    let mut p = Pickler::with_writer(FrameWriter::keeping(Vec::new()), protocol)?;
     p.dump(graph, v)?;
     Ok(p.out.take_buf())
 }
