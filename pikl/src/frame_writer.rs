@@ -277,6 +277,9 @@ pub(crate) fn push_16(buf: &mut Vec<u8>, bytes: [u8; 16], n: usize) {
 /// Writes 16 bytes at `pos` (at most [`SCRATCH`]) of a scratch array.
 #[inline(always)]
 pub(crate) fn put_16(out: &mut Scratch, pos: usize, bytes: [u8; 16]) {
+    // `write_run` hands an encoder no more items than fit below `SCRATCH`: the clamp only lets
+    // the compiler drop the bounds check.
+    debug_assert!(pos <= SCRATCH);
     let pos = pos.min(SCRATCH);
     out[pos..pos + 16].copy_from_slice(&bytes);
 }
