@@ -435,6 +435,32 @@ impl Memo {
         v.ok_or_else(|| bad(format!("Memo value not found at index {key}")))
     }
 
+    /// The dense entry of `key`, if set.
+    #[inline(always)]
+    fn get_dense(&self, key: usize) -> Option<Item> {
+        match self.dense.get(key) {
+            Some(&slot) if slot != EMPTY => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// Sets `key` as [`Memo::put`] would when it is a dense key (`false`, untouched, otherwise).
+    #[inline(always)]
+    fn put_dense(&mut self, key: usize, v: Item, max: usize) -> bool {
+        if key < self.dense.len() {
+            if std::mem::replace(&mut self.dense[key], v) == EMPTY {
+                self.len += 1;
+            }
+            true
+        } else if key == self.dense.len() && self.sparse.is_empty() && self.len < max {
+            self.dense.push(v);
+            self.len += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     #[inline]
     fn put(&mut self, key: u64, v: Item, max: usize) -> Result<()> {
         let k = key as usize;
@@ -514,9 +540,28 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOp
     if r.at_end()? {
         return Err(Error::eof(r.position()).with_message("ran out of input"));
     }
+    // A slice's bytes are run directly where possible (see `Machine::hot`), inside the
+    // readable window: up to the end of the last frame opened while inside it, else the end.
+    let slice = match &m.input {
+        Input::Slice(b) => Some(*b),
+        Input::Record(_) => None,
+    };
+    let mut frame_end = 0;
     loop {
+        if let Some(data) = slice {
+            let start = r.position() as usize;
+            let lim = if start < frame_end { frame_end } else { data.len() };
+            let end = m.hot(data, start, lim)?;
+            if end > start {
+                r.read_exact(end - start)?;
+            }
+        }
         let (pos, op) = read_opcode(r)?;
-        match m.step(r, op, pos) {
+        let res = m.step(r, op, pos);
+        if op == Opcode::Frame && res.is_ok() {
+            frame_end = r.position() as usize + slice.map_or(0, |d| read_frame_len(d, pos as usize));
+        }
+        match res {
             Ok(true) => {}
             Ok(false) => {
                 let root = m.pop().map_err(|e| e.at(pos).in_opcode(op))?;
@@ -527,6 +572,11 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOp
             Err(e) => return Err(e.at(pos).in_opcode(op)),
         }
     }
+}
+
+/// The length of the FRAME at `pos` of `data` (read and checked by `step`).
+fn read_frame_len(data: &[u8], pos: usize) -> usize {
+    u64::from_le_bytes(data[pos + 1..pos + 9].try_into().expect("8 bytes")) as usize
 }
 
 struct Machine<'de, 'o> {
@@ -913,64 +963,10 @@ impl Machine<'_, '_> {
         res
     }
 
-    /// Executes one opcode; `Ok(false)` at STOP.
-    #[inline]
-    fn step<'de, R: Read<'de>>(&mut self, r: &mut R, op: Opcode, pos: u64) -> Result<bool> {
+    /// The opcodes that build containers from the stack, without an argument.
+    fn structural(&mut self, op: Opcode, pos: u64) -> Result<()> {
         use Opcode::*;
         match op {
-            BinInt1 => {
-                r.read_byte()?;
-                self.push(pos);
-            }
-            BinInt2 => {
-                r.read_exact(2)?;
-                self.push(pos);
-            }
-            BinInt | BinFloat => {
-                r.read_exact(if op == BinInt { 4 } else { 8 })?;
-                self.push(pos);
-            }
-            ShortBinUnicode | ShortBinBytes | Long1 => {
-                let n = r.read_byte()? as usize;
-                r.read_exact(n)?;
-                self.push(pos);
-            }
-            BinUnicode | BinUnicode8 | BinBytes | BinBytes8 | ByteArray8 | Long4 => {
-                let n = read_len(r, op)?;
-                r.read_exact(n)?;
-                self.push(pos);
-            }
-            Memoize => {
-                let v = self.top()?;
-                let key = self.memo.len as u64;
-                self.memo.put(key, v, self.opts.max_memo_len)?;
-            }
-            BinPut => {
-                let key = r.read_byte()? as u64;
-                self.memo_put(key)?;
-            }
-            LongBinPut => {
-                let key = read_u32(r)? as u64;
-                self.memo_put(key)?;
-            }
-            BinGet => {
-                let key = r.read_byte()? as u64;
-                let v = self.memo.get(key)?;
-                self.push(v);
-            }
-            LongBinGet => {
-                let key = read_u32(r)? as u64;
-                let v = self.memo.get(key)?;
-                self.push(v);
-            }
-            Mark => {
-                if self.marks.len() >= self.opts.max_marks {
-                    return Err(bad(format!("more than {} MARKs open", self.opts.max_marks)));
-                }
-                self.marks.push(self.stack.len());
-                self.fence = self.stack.len();
-            }
-            NewTrue | NewFalse | None => self.push(pos),
             EmptyList => {
                 let v = self.tape.add(pos, TObj::List(Chain::EMPTY))?;
                 self.push(v);
@@ -1040,6 +1036,193 @@ impl Machine<'_, '_> {
                 let v = self.collect(pos, start, TObj::Dict)?;
                 self.push(v);
             }
+            _ => unreachable!("not a structural opcode"),
+        }
+        Ok(())
+    }
+
+    /// Runs the frequent opcodes of `data[pos..lim]` (the readable window: the open frame or
+    /// the rest of the input) directly, and returns where it stopped: at an opcode it leaves to
+    /// [`Machine::step`], or at one whose bytes or memo entry it cannot vouch for, which `step`
+    /// then runs again with its checks and messages.
+    #[inline(never)]
+    fn hot(&mut self, data: &[u8], mut pos: usize, lim: usize) -> Result<usize> {
+        const BININT1: u8 = Opcode::BinInt1 as u8;
+        const BININT2: u8 = Opcode::BinInt2 as u8;
+        const BININT: u8 = Opcode::BinInt as u8;
+        const BINFLOAT: u8 = Opcode::BinFloat as u8;
+        const LONG1: u8 = Opcode::Long1 as u8;
+        const SHORT_BINUNICODE: u8 = Opcode::ShortBinUnicode as u8;
+        const SHORT_BINBYTES: u8 = Opcode::ShortBinBytes as u8;
+        const BINUNICODE: u8 = Opcode::BinUnicode as u8;
+        const BINBYTES: u8 = Opcode::BinBytes as u8;
+        const NONE: u8 = Opcode::None as u8;
+        const NEWTRUE: u8 = Opcode::NewTrue as u8;
+        const NEWFALSE: u8 = Opcode::NewFalse as u8;
+        const BINGET: u8 = Opcode::BinGet as u8;
+        const LONG_BINGET: u8 = Opcode::LongBinGet as u8;
+        const BINPUT: u8 = Opcode::BinPut as u8;
+        const LONG_BINPUT: u8 = Opcode::LongBinPut as u8;
+        const MEMOIZE: u8 = Opcode::Memoize as u8;
+        const MARK: u8 = Opcode::Mark as u8;
+        const EMPTY_LIST: u8 = Opcode::EmptyList as u8;
+        const EMPTY_DICT: u8 = Opcode::EmptyDict as u8;
+        const EMPTY_TUPLE: u8 = Opcode::EmptyTuple as u8;
+        const APPENDS: u8 = Opcode::Appends as u8;
+        const APPEND: u8 = Opcode::Append as u8;
+        const SETITEMS: u8 = Opcode::SetItems as u8;
+        const SETITEM: u8 = Opcode::SetItem as u8;
+        const TUPLE1: u8 = Opcode::Tuple1 as u8;
+        const TUPLE2: u8 = Opcode::Tuple2 as u8;
+        const TUPLE3: u8 = Opcode::Tuple3 as u8;
+        const TUPLE: u8 = Opcode::Tuple as u8;
+        const LIST: u8 = Opcode::List as u8;
+        const DICT: u8 = Opcode::Dict as u8;
+        let data = &data[..lim];
+        let u32_at = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+        while let Some(&op) = data.get(pos) {
+            let p = pos as u64;
+            let left = lim - pos;
+            match op {
+                BININT1 | BININT2 | BININT | BINFLOAT => {
+                    let n = match op {
+                        BININT1 => 2,
+                        BININT2 => 3,
+                        BININT => 5,
+                        _ => 9,
+                    };
+                    if left < n {
+                        break;
+                    }
+                    self.stack.push(p);
+                    pos += n;
+                }
+                LONG1 | SHORT_BINUNICODE | SHORT_BINBYTES => {
+                    if left < 2 || left - 2 < data[pos + 1] as usize {
+                        break;
+                    }
+                    self.stack.push(p);
+                    pos += 2 + data[pos + 1] as usize;
+                }
+                BINUNICODE | BINBYTES => {
+                    if left < 5 || left - 5 < u32_at(pos + 1) {
+                        break;
+                    }
+                    self.stack.push(p);
+                    pos += 5 + u32_at(pos + 1);
+                }
+                NONE | NEWTRUE | NEWFALSE => {
+                    self.stack.push(p);
+                    pos += 1;
+                }
+                BINGET | LONG_BINGET => {
+                    let (key, n) = match op {
+                        BINGET if left >= 2 => (data[pos + 1] as usize, 2),
+                        LONG_BINGET if left >= 5 => (u32_at(pos + 1), 5),
+                        _ => break,
+                    };
+                    let Some(v) = self.memo.get_dense(key) else { break };
+                    self.stack.push(v);
+                    pos += n;
+                }
+                MEMOIZE | BINPUT | LONG_BINPUT => {
+                    let (key, n) = match op {
+                        MEMOIZE => (self.memo.len, 1),
+                        BINPUT if left >= 2 => (data[pos + 1] as usize, 2),
+                        LONG_BINPUT if left >= 5 => (u32_at(pos + 1), 5),
+                        _ => break,
+                    };
+                    if self.stack.len() <= self.fence {
+                        break;
+                    }
+                    let v = *self.stack.last().expect("above fence");
+                    if !self.memo.put_dense(key, v, self.opts.max_memo_len) {
+                        break;
+                    }
+                    pos += n;
+                }
+                MARK => {
+                    if self.marks.len() >= self.opts.max_marks {
+                        break;
+                    }
+                    self.marks.push(self.stack.len());
+                    self.fence = self.stack.len();
+                    pos += 1;
+                }
+                EMPTY_LIST | EMPTY_DICT | EMPTY_TUPLE | APPENDS | APPEND | SETITEMS | SETITEM | TUPLE1 | TUPLE2
+                | TUPLE3 | TUPLE | LIST | DICT => {
+                    let op = Opcode::from_u8(op).expect("an opcode");
+                    if let Err(e) = self.structural(op, p) {
+                        return Err(e.at(p).in_opcode(op));
+                    }
+                    pos += 1;
+                }
+                _ => break,
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Executes one opcode; `Ok(false)` at STOP.
+    #[inline]
+    fn step<'de, R: Read<'de>>(&mut self, r: &mut R, op: Opcode, pos: u64) -> Result<bool> {
+        use Opcode::*;
+        match op {
+            BinInt1 => {
+                r.read_byte()?;
+                self.push(pos);
+            }
+            BinInt2 => {
+                r.read_exact(2)?;
+                self.push(pos);
+            }
+            BinInt | BinFloat => {
+                r.read_exact(if op == BinInt { 4 } else { 8 })?;
+                self.push(pos);
+            }
+            ShortBinUnicode | ShortBinBytes | Long1 => {
+                let n = r.read_byte()? as usize;
+                r.read_exact(n)?;
+                self.push(pos);
+            }
+            BinUnicode | BinUnicode8 | BinBytes | BinBytes8 | ByteArray8 | Long4 => {
+                let n = read_len(r, op)?;
+                r.read_exact(n)?;
+                self.push(pos);
+            }
+            Memoize => {
+                let v = self.top()?;
+                let key = self.memo.len as u64;
+                self.memo.put(key, v, self.opts.max_memo_len)?;
+            }
+            BinPut => {
+                let key = r.read_byte()? as u64;
+                self.memo_put(key)?;
+            }
+            LongBinPut => {
+                let key = read_u32(r)? as u64;
+                self.memo_put(key)?;
+            }
+            BinGet => {
+                let key = r.read_byte()? as u64;
+                let v = self.memo.get(key)?;
+                self.push(v);
+            }
+            LongBinGet => {
+                let key = read_u32(r)? as u64;
+                let v = self.memo.get(key)?;
+                self.push(v);
+            }
+            Mark => {
+                if self.marks.len() >= self.opts.max_marks {
+                    return Err(bad(format!("more than {} MARKs open", self.opts.max_marks)));
+                }
+                self.marks.push(self.stack.len());
+                self.fence = self.stack.len();
+            }
+            NewTrue | NewFalse | None => self.push(pos),
+            EmptyList | EmptyDict | EmptyTuple | EmptySet | Appends | Append | SetItems | SetItem | AddItems
+            | Tuple1 | Tuple2 | Tuple3 | Tuple | List | FrozenSet | Dict => self.structural(op, pos)?,
             Stop => return Ok(false),
             Pop => {
                 if self.marks.last() == Some(&self.stack.len()) {
