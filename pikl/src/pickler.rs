@@ -796,6 +796,21 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if items.is_empty() {
                     return Ok(false);
                 }
+                // One batch starting with scalars: written here, without a task unless an
+                // object follows them.
+                if (2..=BATCH).contains(&items.len()) && !matches!(items[0], Value::Obj(_)) {
+                    self.out.write_byte(Op::Mark as u8);
+                    let n = self.out.write_run(items, 10, encode_values)?;
+                    if n == items.len() {
+                        self.out.write_byte(Op::Appends as u8);
+                        return Ok(false);
+                    }
+                    if let Some(cont) = cont() {
+                        tasks.push(cont);
+                    }
+                    tasks.push(Task::SaveSeq(&items[n..], Op::Appends as u8));
+                    return Ok(true);
+                }
                 if let Some(cont) = cont() {
                     tasks.push(cont);
                 }
@@ -812,10 +827,26 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if d.is_empty() {
                     return Ok(false);
                 }
+                // As for lists; below 1000 items (a full batch is followed by an empty one).
+                let e = d.entries();
+                if (2..BATCH).contains(&e.len()) && !matches!(e[0].0, Value::Obj(_)) && !matches!(e[0].1, Value::Obj(_))
+                {
+                    self.out.write_byte(Op::Mark as u8);
+                    let n = self.out.write_run(e, 20, encode_pairs)?;
+                    if n == e.len() {
+                        self.out.write_byte(Op::SetItems as u8);
+                        return Ok(false);
+                    }
+                    if let Some(cont) = cont() {
+                        tasks.push(cont);
+                    }
+                    tasks.push(Task::SavePairs(&e[n..], Op::SetItems as u8));
+                    return Ok(true);
+                }
                 if let Some(cont) = cont() {
                     tasks.push(cont);
                 }
-                self.batch_setitems(d.entries(), Batching::ExactFirst, tasks);
+                self.batch_setitems(e, Batching::ExactFirst, tasks);
                 Ok(true)
             }
             Object::Tuple(items) if !items.is_empty() => {
@@ -823,16 +854,30 @@ impl<'h, W: Write> Pickler<'h, W> {
                     self.write_get_fast(idx);
                     return Ok(false);
                 }
-                if let Some(cont) = cont() {
-                    tasks.push(cont);
-                }
                 let n = items.len();
                 let marked = n > 3;
-                tasks.push(Task::TupleEnd { key, len: n, marked });
-                tasks.push(Task::SaveSeq(items, NO_OP));
                 if marked {
                     self.out.write_byte(Op::Mark as u8);
                 }
+                // Leading scalars here; if they are all, the tuple ends here too (scalars cannot
+                // have memoized it).
+                let done =
+                    if matches!(items[0], Value::Obj(_)) { 0 } else { self.out.write_run(items, 10, encode_values)? };
+                if done == n {
+                    self.out.write_byte(match n {
+                        _ if marked => Op::Tuple as u8,
+                        1 => Op::Tuple1 as u8,
+                        2 => Op::Tuple2 as u8,
+                        _ => Op::Tuple3 as u8,
+                    });
+                    self.put(Some(key));
+                    return Ok(false);
+                }
+                if let Some(cont) = cont() {
+                    tasks.push(cont);
+                }
+                tasks.push(Task::TupleEnd { key, len: n, marked });
+                tasks.push(Task::SaveSeq(&items[done..], NO_OP));
                 Ok(true)
             }
             _ => {
