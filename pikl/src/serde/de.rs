@@ -140,25 +140,6 @@ fn long_u128(b: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
-/// The `n` (at most 8) little-endian two's complement bytes at `b[at..]` as an `i64`, without
-/// a variable-length copy when 8 bytes can be loaded there.
-#[inline(always)]
-fn long1_i64(b: &[u8], at: usize, n: usize) -> i64 {
-    if n == 0 {
-        return 0;
-    }
-    let shift = 64 - 8 * n as u32;
-    let raw = match b.get(at..at + 8) {
-        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
-        None => {
-            let mut buf = [0; 8];
-            buf[..n].copy_from_slice(&b[at..at + n]);
-            u64::from_le_bytes(buf)
-        }
-    };
-    ((raw << shift) as i64) >> shift
-}
-
 /// The minimal two's complement bytes of `i`.
 pub(crate) fn i64_bytes(i: i64) -> Vec<u8> {
     let b = i.to_le_bytes();
@@ -221,17 +202,25 @@ impl<'t, 'de> Node<'t, 'de> {
         if self.v & OBJ != 0 {
             return None;
         }
+        // One bounds check: the opcode and the 9 bytes after it (an int item is never the
+        // last thing of a pickle, and `visit_int` reads any other one).
         let off = self.v as usize;
-        let b = self.input();
+        let w = self.input().get(off..off + 10)?;
+        let word = |at: usize| u64::from_le_bytes(w[at..at + 8].try_into().expect("8 bytes"));
+        let x = word(1);
         const BININT1: u8 = Opcode::BinInt1 as u8;
         const BININT2: u8 = Opcode::BinInt2 as u8;
         const BININT: u8 = Opcode::BinInt as u8;
         const LONG1: u8 = Opcode::Long1 as u8;
-        match b[off] {
-            BININT1 => Some(b[off + 1] as i64),
-            BININT2 => Some(u16::from_le_bytes([b[off + 1], b[off + 2]]) as i64),
-            BININT => Some(i32::from_le_bytes(b[off + 1..off + 5].try_into().expect("4 bytes")) as i64),
-            LONG1 if b[off + 1] <= 8 => Some(long1_i64(b, off + 2, b[off + 1] as usize)),
+        match w[0] {
+            BININT1 => Some(x as u8 as i64),
+            BININT2 => Some(x as u16 as i64),
+            BININT => Some(x as u32 as i32 as i64),
+            LONG1 if (1..=8).contains(&w[1]) => {
+                let y = word(2);
+                let shift = 64 - 8 * w[1] as u32;
+                Some(((y << shift) as i64) >> shift)
+            }
             _ => None,
         }
     }
