@@ -786,6 +786,21 @@ impl<'h, W: Write> Pickler<'h, W> {
                 self.save_pystr(s, Some(key))?;
                 Ok(false)
             }
+            _ => self.save_container_fast(g, id, tasks, cont),
+        }
+    }
+
+    /// The rest of [`Pickler::save_obj_fast`], out of line so that the str path stays small.
+    #[inline(never)]
+    fn save_container_fast<'g>(
+        &mut self,
+        g: &'g Graph,
+        id: ObjId,
+        tasks: &mut Vec<Task<'g>>,
+        cont: impl FnOnce() -> Option<Task<'g>>,
+    ) -> Result<bool> {
+        let key = Key::Obj(id.0);
+        match g.get(id) {
             Object::List(items) => {
                 if let Some(idx) = self.memo.obj(id.0) {
                     self.write_get_fast(idx);
