@@ -51,6 +51,7 @@ pub mod dis;
 pub mod error;
 mod frame_writer;
 mod huge_pages;
+mod latin1;
 pub mod json;
 pub mod opcodes;
 pub mod ops;

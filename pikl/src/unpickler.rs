@@ -1418,24 +1418,7 @@ fn is_identifier(s: &str) -> bool {
 
 /// Encodes a str as Latin-1, if every code point fits.
 fn latin1_encode(s: &PyStr) -> Option<Vec<u8>> {
-    // Valid (surrogatepass) UTF-8 where every code point is below U+0100: ASCII bytes, and
-    // C2/C3 lead bytes each followed by one continuation byte. Branch-free, as bytes objects
-    // pickled below protocol 3 are often megabytes of binary data.
-    let b = s.as_bytes();
-    let mut out = vec![0u8; b.len()];
-    let mut k = 0;
-    let mut bad = false;
-    for (i, &c) in b.iter().enumerate() {
-        let next = b.get(i + 1).copied().unwrap_or(0);
-        out[k] = if c < 0x80 { c } else { (c << 6) | (next & 0x3F) };
-        k += usize::from(c & 0xC0 != 0x80);
-        bad |= c >= 0xC4;
-    }
-    if bad {
-        return None;
-    }
-    out.truncate(k);
-    Some(out)
+    crate::latin1::encode(s.as_bytes())
 }
 
 fn py_bytes_repr(b: &[u8]) -> std::string::String {
