@@ -14,7 +14,7 @@ is the best of N repeats (default 15 for the small files, each repeat looping un
   pikl     pikl::loads(&data) (strs and bytes borrow from the input) / pikl::dumps(graph, root, P),
            and pikl::load(&data[..]) through the BufRead path (everything owned); with the
            system allocator (bench_once) and with mimalloc (bench_once_mimalloc, the allocator
-           the pikl command ships with)
+           the pikl command ships with, run with MIMALLOC_PURGE_DELAY=-1)
   serde    serde_pickle::value_from_slice / value_to_vec (which always writes protocol 3)
   memcpy   data.to_vec(): copying the input once into a fresh allocation
 Whole process: `pikl convert --protocol 5 F -o /dev/null` and the same in python3, each under
@@ -72,9 +72,15 @@ def py_time(fn, repeat, min_time):
     return {"best_s": per[0], "median_s": per[len(per) // 2], "loops": loops}
 
 
-def rust_time(bench_once, impl, op, path, repeat, min_time):
+# mimalloc returns freed memory to the kernel after a delay (purging); in a loop of loads each
+# purged page comes back as a page fault (records.p5: 113 ms a load with purging, 54 ms
+# without). A service loading pickles over and over would turn it off the same way.
+MIMALLOC_ENV = {"MIMALLOC_PURGE_DELAY": "-1"}
+
+
+def rust_time(bench_once, impl, op, path, repeat, min_time, env=None):
     cmd = [bench_once, impl, op, path, "--repeat", str(repeat), "--min-time", str(min_time)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {})))
     line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     try:
         res = json.loads(line)
@@ -146,7 +152,9 @@ def run_inprocess(args, flist):
         row["pikl_dumps"] = rust_time(args.bench_once, "pikl", "dumps", path, repeat, min_time)
         if args.bench_once_mimalloc:
             for op in ("loads", "dumps"):
-                row["pikl_mi_" + op] = rust_time(args.bench_once_mimalloc, "pikl", op, path, repeat, min_time)
+                row["pikl_mi_" + op] = rust_time(
+                    args.bench_once_mimalloc, "pikl", op, path, repeat, min_time, MIMALLOC_ENV
+                )
         row["serde_loads"] = rust_time(args.bench_once, "serde", "loads", path, repeat, min_time)
         if "error" in row["serde_loads"]:
             row["serde_dumps"] = {"error": "not loaded"}
@@ -228,7 +236,9 @@ def markdown(inproc, proc, crit):
         "and bytes; *pikl reader* is `pikl::load` through the `BufRead` path (owning every str and "
         "bytes). Both use the system allocator (glibc malloc); *pikl + mimalloc* is the same "
         "`pikl::loads` / `pikl::dumps` in a binary whose global allocator is mimalloc, as the "
-        "`pikl` command's is. CPython allocates its objects with its own pymalloc."
+        "`pikl` command's is, run with `MIMALLOC_PURGE_DELAY=-1` (freed memory is kept for reuse "
+        "rather than returned to the kernel between iterations). CPython allocates its objects "
+        "with its own pymalloc."
     )
     lines.append("")
     lines.append("#### loads")
