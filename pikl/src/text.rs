@@ -82,7 +82,35 @@ pub(crate) fn python_int(s: &[u8]) -> Option<BigInt> {
 }
 
 /// The `INT` opcode's argument (`I01`/`I00` are handled by the caller).
+/// A run of 1 to 18 ASCII digits (no sign, no space) as a number: the common case of the
+/// protocol 0 `INT`, `PUT` and `GET` lines, parsed without the general path.
+#[inline]
+pub(crate) fn plain_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 18 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + d as u64;
+    }
+    Some(v)
+}
+
 pub(crate) fn parse_int(line: &[u8]) -> Option<ParsedInt> {
+    // strtol reads a leading 0 as octal: only "0" itself takes the shortcut.
+    let (neg, digits) = match line.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, line),
+    };
+    if digits.len() == 1 || digits.first() != Some(&b'0') {
+        if let Some(v) = plain_decimal(digits) {
+            return Some(ParsedInt::Small(if neg { -(v as i64) } else { v as i64 }));
+        }
+    }
     if let Some(v) = strtol(line) {
         return Some(ParsedInt::Small(v));
     }
@@ -244,6 +272,13 @@ mod tests {
         assert_eq!(small(parse_int(b"-7")), Some(-7));
         assert_eq!(small(parse_int(b"0x10")), Some(16));
         assert_eq!(small(parse_int(b"010")), Some(8));
+        assert_eq!(small(parse_int(b"-010")), Some(-8));
+        assert_eq!(small(parse_int(b"0")), Some(0));
+        assert_eq!(small(parse_int(b"-0")), Some(0));
+        assert_eq!(small(parse_int(b" 12")), Some(12));
+        assert_eq!(small(parse_int(b"999999999999999999")), Some(999_999_999_999_999_999));
+        assert_eq!(small(parse_int(b"-9223372036854775808")), Some(i64::MIN));
+        assert!(parse_int(b"-").is_none());
         assert_eq!(small(parse_int(b"1_000")), Some(1000));
         assert!(parse_int(b"abc").is_none());
         assert!(matches!(parse_int(b"99999999999999999999"), Some(ParsedInt::Big(_))));

@@ -978,6 +978,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     }
 
     fn text_memo_key(line: &[u8], what: &str) -> Result<u64> {
+        if let Some(key) = text::plain_decimal(line) {
+            return Ok(key);
+        }
         let s = std::str::from_utf8(line).map_err(|_| bad(format!("invalid {what} argument")))?;
         let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
         if s.starts_with('-') {
