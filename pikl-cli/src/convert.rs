@@ -14,13 +14,8 @@ pub struct Args {
     /// Protocol to write, 0 to 5; negative means the highest.
     #[arg(short, long, allow_hyphen_values = true)]
     protocol: i32,
-    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, cp1252 or bytes.
-    #[arg(long)]
-    encoding: Option<String>,
-    /// What to do with undecodable Python 2 str bytes: strict, replace, ignore,
-    /// backslashreplace, surrogateescape.
-    #[arg(long)]
-    errors: Option<String>,
+    #[command(flatten)]
+    decode: input::DecodeArgs,
     /// Write here instead of stdout.
     #[arg(short, long)]
     output: Option<String>,
@@ -29,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
+    let opts = args.decode.options()?;
     let proto = pikl::resolve_protocol(Some(args.protocol)).map_err(|e| Failure::Usage(e.to_string()))?;
     let inp = input::open(args.file.as_deref())?;
     let out: Box<dyn Write> = match args.output.as_deref() {

@@ -31,8 +31,28 @@ pub fn open(path: Option<&str>) -> Result<Input, Failure> {
     }
 }
 
+/// `--encoding` / `--errors`: how the subcommands that load pickles decode Python 2 strs.
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, bytes, or a
+    /// single-byte codec such as cp1252 or koi8-r.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// What to do with undecodable Python 2 str bytes: strict, replace, ignore,
+    /// backslashreplace, surrogateescape.
+    #[arg(long)]
+    errors: Option<String>,
+}
+
+impl DecodeArgs {
+    /// The unpickler options these arguments ask for.
+    pub fn options(&self) -> Result<UnpicklerOptions, Failure> {
+        unpickler_options(self.encoding.as_deref(), self.errors.as_deref())
+    }
+}
+
 /// Unpickler options from `--encoding` / `--errors`.
-pub fn unpickler_options(encoding: Option<&str>, errors: Option<&str>) -> Result<UnpicklerOptions, Failure> {
+fn unpickler_options(encoding: Option<&str>, errors: Option<&str>) -> Result<UnpicklerOptions, Failure> {
     let mut opts = UnpicklerOptions::default();
     if let Some(e) = encoding {
         opts.encoding = Encoding::from_name(e).ok_or_else(|| Failure::Usage(format!("unknown encoding: {e}")))?;

@@ -34,14 +34,8 @@ Example:
 /// Arguments of `pikl json`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, bytes, or a
-    /// single-byte codec such as cp1252 or koi8-r.
-    #[arg(long)]
-    encoding: Option<String>,
-    /// What to do with undecodable Python 2 str bytes: strict, replace, ignore,
-    /// backslashreplace, surrogateescape.
-    #[arg(long)]
-    errors: Option<String>,
+    #[command(flatten)]
+    decode: input::DecodeArgs,
     /// Write here instead of stdout.
     #[arg(short, long)]
     output: Option<String>,
@@ -70,7 +64,7 @@ fn open_output(path: Option<&str>) -> Result<Box<dyn Write>, Failure> {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
+    let opts = args.decode.options()?;
     let inp = input::open(args.file.as_deref())?;
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
     if let Some(size) = inp.size {

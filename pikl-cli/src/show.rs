@@ -12,14 +12,8 @@ use crate::Failure;
 /// Arguments of `pikl show`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// How Python 2 str data is decoded: ASCII (default), latin1, utf-8, bytes, or a
-    /// single-byte codec such as cp1252 or koi8-r.
-    #[arg(long)]
-    encoding: Option<String>,
-    /// What to do with undecodable Python 2 str bytes: strict, replace, ignore,
-    /// backslashreplace, surrogateescape.
-    #[arg(long)]
-    errors: Option<String>,
+    #[command(flatten)]
+    decode: input::DecodeArgs,
     /// Cap each line at this many characters (0: no cap). A graph of shared references can
     /// describe a repr far larger than the file, as CPython's repr() would print it.
     #[arg(long, default_value_t = 64 << 20)]
@@ -47,7 +41,7 @@ impl<W: Write> fmt::Write for FmtIo<'_, W> {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let opts = input::unpickler_options(args.encoding.as_deref(), args.errors.as_deref())?;
+    let opts = args.decode.options()?;
     let inp = input::open(args.file.as_deref())?;
     let mut u = Unpickler::from_reader(inp.reader).with_options(opts);
     if let Some(size) = inp.size {

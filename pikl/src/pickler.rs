@@ -1003,7 +1003,7 @@ impl<'h, W: Write> Pickler<'h, W> {
         } else {
             let mut text = Vec::with_capacity(bytes.len() + 2);
             text.push(Op::Unicode as u8);
-            raw_unicode_escape(s, &mut text);
+            raw_unicode_escape(s.code_points(), &mut text);
             text.push(b'\n');
             self.out.write(&text);
         }
@@ -1800,10 +1800,11 @@ fn latin1_str(b: &[u8]) -> String {
     b.iter().map(|&c| c as char).collect()
 }
 
-/// Python's `raw-unicode-escape` as the C pickler applies it to protocol 0 strs.
-fn raw_unicode_escape(s: &PyStr, out: &mut Vec<u8>) {
+/// Python's `raw-unicode-escape` of a str's code points, as the C pickler applies it to
+/// protocol 0 strs (shared with the serde writer).
+pub(crate) fn raw_unicode_escape(code_points: impl IntoIterator<Item = u32>, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for cp in s.code_points() {
+    for cp in code_points {
         if cp >= 0x10000 {
             out.extend_from_slice(b"\\U");
             for shift in (0..8).rev() {

@@ -186,6 +186,11 @@ fn str_from_read<'de>(b: Bytes<'de, '_>) -> Result<PyStr<'de>> {
 }
 
 #[cold]
+fn too_many_marks(max: usize) -> Error {
+    bad(format!("more than {max} MARKs open"))
+}
+
+#[cold]
 fn memo_full(max: usize) -> Error {
     Error::unpickling_msg(format!("memo exceeds the limit of {max} entries"))
 }
@@ -382,26 +387,22 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     self.stack.push(v);
                     true
                 }),
-                Opcode::LongBinGet => {
-                    ops::read_u32(&mut self.reader).and_then(|k| self.memo_lookup(k as u64)).map(|v| {
-                        self.stack.push(v);
-                        true
-                    })
-                }
+                Opcode::LongBinGet => read_u32(&mut self.reader).and_then(|k| self.memo_lookup(k as u64)).map(|v| {
+                    self.stack.push(v);
+                    true
+                }),
                 Opcode::Memoize => self.memo_put(self.memo.len as u64).map(|()| true),
-                Opcode::LongBinPut => {
-                    ops::read_u32(&mut self.reader).and_then(|k| self.memo_put(k as u64)).map(|()| true)
-                }
+                Opcode::LongBinPut => read_u32(&mut self.reader).and_then(|k| self.memo_put(k as u64)).map(|()| true),
                 Opcode::BinPut => self.reader.read_byte().and_then(|k| self.memo_put(k as u64)).map(|()| true),
                 Opcode::BinInt1 => self.reader.read_byte().map(|b| {
                     self.stack.push(Value::Int(b as i64));
                     true
                 }),
-                Opcode::BinInt => ops::read_i32(&mut self.reader).map(|i| {
+                Opcode::BinInt => read_i32(&mut self.reader).map(|i| {
                     self.stack.push(Value::Int(i as i64));
                     true
                 }),
-                Opcode::BinInt2 => ops::read_u16(&mut self.reader).map(|i| {
+                Opcode::BinInt2 => read_u16(&mut self.reader).map(|i| {
                     self.stack.push(Value::Int(i as i64));
                     true
                 }),
@@ -427,7 +428,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     self.stack.push(Value::Bool(op == Opcode::NewTrue));
                     Ok(true)
                 }
-                Opcode::BinFloat => ops::read_f64(&mut self.reader).map(|f| {
+                Opcode::BinFloat => read_f64(&mut self.reader).map(|f| {
                     self.stack.push(Value::Float(f));
                     true
                 }),
@@ -435,11 +436,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     self.stack.push(Value::None);
                     Ok(true)
                 }
-                Opcode::Mark if self.marks.len() < self.opts.max_depth => {
-                    self.marks.push(self.stack.len());
-                    self.fence = self.stack.len();
-                    Ok(true)
-                }
+                Opcode::Mark => self.mark().map(|()| true),
                 Opcode::EmptyList => {
                     let v = self.graph.add(Object::List(Vec::new()));
                     self.stack.push(v);
@@ -483,6 +480,17 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         } else {
             Err(underflow_msg(!self.marks.is_empty()))
         }
+    }
+
+    /// Opens a mark at the top of the stack (MARK).
+    #[inline(always)]
+    fn mark(&mut self) -> Result<()> {
+        if self.marks.len() >= self.opts.max_depth {
+            return Err(too_many_marks(self.opts.max_depth));
+        }
+        self.marks.push(self.stack.len());
+        self.fence = self.stack.len();
+        Ok(())
     }
 
     /// Removes the innermost mark and returns the position where its items start.
@@ -1005,12 +1013,10 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         use Opcode::*;
         let r = &mut self.reader;
         match op {
-            Mark => {
-                if self.marks.len() >= self.opts.max_depth {
-                    return Err(bad(format!("more than {} MARKs open", self.opts.max_depth)));
-                }
-                self.marks.push(self.stack.len());
-                self.fence = self.stack.len();
+            // The dispatch loop in `run` handles these itself.
+            Mark | BinInt | BinInt1 | BinInt2 | Long1 | None | NewTrue | NewFalse | ShortBinUnicode | BinUnicode
+            | EmptyList | EmptyDict | BinGet | LongBinGet | BinPut | LongBinPut | Memoize | BinFloat => {
+                unreachable!("{} is handled by the dispatch loop", op.name())
             }
             Stop => return Ok(false),
             Pop => {
@@ -1049,18 +1055,6 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 };
                 self.push(v);
             }
-            BinInt => {
-                let v = read_i32(r)?;
-                self.push(Value::Int(v as i64));
-            }
-            BinInt1 => {
-                let v = r.read_byte()?;
-                self.push(Value::Int(v as i64));
-            }
-            BinInt2 => {
-                let v = read_u16(r)?;
-                self.push(Value::Int(v as i64));
-            }
             Long => {
                 let line = r.read_line()?;
                 let p = text::parse_long(&line)
@@ -1068,16 +1062,13 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let v = self.new_int(p);
                 self.push(v);
             }
-            Long1 | Long4 => {
+            Long4 => {
                 let n = read_len(r, op)?;
                 let b = r.read_exact(n)?;
                 let v = decode_long(&b);
                 let v = self.new_int(v);
                 self.push(v);
             }
-            None => self.push(Value::None),
-            NewTrue => self.push(Value::Bool(true)),
-            NewFalse => self.push(Value::Bool(false)),
             PersId => {
                 let line = r.read_line()?;
                 if !line.is_ascii() {
@@ -1122,7 +1113,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let v = self.new_str(s);
                 self.push(v);
             }
-            BinUnicode | ShortBinUnicode | BinUnicode8 => {
+            BinUnicode8 => {
                 let n = read_len(r, op)?;
                 let s = str_from_read(r.read_exact(n)?)?;
                 let v = self.new_str(s);
@@ -1179,10 +1170,6 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let v = self.add(Object::Tuple(items));
                 self.push(v);
             }
-            EmptyList => {
-                let v = self.add(Object::List(Vec::new()));
-                self.push(v);
-            }
             List => {
                 let start = self.pop_mark()?;
                 let items = self.stack.split_off(start);
@@ -1197,10 +1184,6 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             Appends => {
                 let start = self.pop_mark()?;
                 self.apply_marked(start, Self::append)?;
-            }
-            EmptyDict => {
-                let v = self.add(Object::Dict(Default::default()));
-                self.push(v);
             }
             Dict => {
                 let start = self.pop_mark()?;
@@ -1245,31 +1228,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let v = self.memo_lookup(key)?;
                 self.push(v);
             }
-            BinGet => {
-                let key = r.read_byte()? as u64;
-                let v = self.memo_lookup(key)?;
-                self.push(v);
-            }
-            LongBinGet => {
-                let key = read_u32(r)? as u64;
-                let v = self.memo_lookup(key)?;
-                self.push(v);
-            }
             Put => {
                 let line = r.read_line()?;
                 let key = Self::text_memo_key(&line, "PUT")?;
-                self.memo_put(key)?;
-            }
-            BinPut => {
-                let key = r.read_byte()? as u64;
-                self.memo_put(key)?;
-            }
-            LongBinPut => {
-                let key = read_u32(r)? as u64;
-                self.memo_put(key)?;
-            }
-            Memoize => {
-                let key = self.memo.len as u64;
                 self.memo_put(key)?;
             }
             Global | Inst => {
@@ -1393,10 +1354,6 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             Frame => {
                 let n = read_u64(r)?;
                 r.begin_frame(n)?;
-            }
-            BinFloat => {
-                let f = read_f64(r)?;
-                self.push(Value::Float(f));
             }
         }
         Ok(true)

@@ -3,8 +3,6 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Duration;
-#[cfg(not(target_os = "linux"))]
-use std::time::Instant;
 
 struct Args {
     imp: String,
@@ -35,32 +33,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args { imp, op, file, protocol, repeat: repeat.max(1), min_time })
 }
 
-/// The process's CPU time (user + system): unlike wall time, it does not grow when other jobs
-/// share the machine's cores. Wall time where that clock is not available.
-#[cfg(target_os = "linux")]
-fn now() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn now() -> Duration {
-    use std::sync::OnceLock;
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed()
-}
+#[path = "../../benches/support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_now as now;
 
 /// Runs `f` in repeats of `loops` calls each (`loops` grown until a repeat takes `min_time`);
 /// returns (best, median) seconds per call and `loops`.

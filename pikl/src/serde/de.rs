@@ -9,6 +9,7 @@ use std::cell::Cell;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
 use crate::opcodes::Opcode;
+use crate::value::is_short_ascii;
 
 use super::error::{Error, Result};
 use super::tape::{scalar, Chain, ChainIter, Inst, Item, Obj, Scalar, Tape, OBJ};
@@ -82,24 +83,6 @@ impl Data<'_, '_> {
             Data::Input(b) => b,
             Data::Tape(b) => b,
         }
-    }
-}
-
-/// True for a short ASCII text (a field name, a short value), checked without calling the
-/// general validator.
-#[inline(always)]
-fn is_short_ascii(b: &[u8]) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-    let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
-    let n = b.len();
-    match n {
-        0..=3 => b.iter().all(|&c| c < 0x80),
-        // Two overlapping loads cover the whole text.
-        4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
-        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
-        17..=32 => (word(0) | word(8) | word(n - 16) | word(n - 8)) & HIGH == 0,
-        _ => false,
     }
 }
 

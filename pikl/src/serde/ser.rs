@@ -767,7 +767,7 @@ impl<'o, S: Sink, const P4: bool, const MEMO: bool> Ser<'o, S, P4, MEMO> {
         }
         let mut text = Vec::with_capacity(n + 2);
         text.push(Op::Unicode as u8);
-        raw_unicode_escape(s, &mut text);
+        crate::pickler::raw_unicode_escape(s.chars().map(u32::from), &mut text);
         text.push(b'\n');
         self.out.put(&text);
         Ok(())
@@ -1185,27 +1185,6 @@ fn minimal_len(b: &[u8]) -> usize {
         n -= 1;
     }
     n
-}
-
-/// Python's `raw-unicode-escape`, as the C pickler applies it to protocol 0 strs.
-fn raw_unicode_escape(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for c in s.chars() {
-        let cp = c as u32;
-        if cp >= 0x10000 {
-            out.extend_from_slice(b"\\U");
-            for shift in (0..8).rev() {
-                out.push(HEX[((cp >> (shift * 4)) & 0xF) as usize]);
-            }
-        } else if cp >= 256 || matches!(cp, 0x5C | 0 | 0x0A | 0x0D | 0x1A) {
-            out.extend_from_slice(b"\\u");
-            for shift in (0..4).rev() {
-                out.push(HEX[((cp >> (shift * 4)) & 0xF) as usize]);
-            }
-        } else {
-            out.push(cp as u8);
-        }
-    }
 }
 
 /// How a container's items are written.

@@ -25,7 +25,7 @@ pub use repr::ReprOptions;
 pub(crate) use repr::{format_float, write_bytes_repr};
 pub use view::ValueRef;
 
-pub(crate) use pystr::push_code_point;
+pub(crate) use pystr::{is_short_ascii, push_code_point};
 
 /// Index of an [`Object`] in its [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

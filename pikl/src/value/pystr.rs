@@ -5,8 +5,8 @@ use std::fmt;
 
 /// True for a short ASCII text: the usual dict key or short value, checked without calling the
 /// general validator.
-#[inline]
-fn is_short_ascii(b: &[u8]) -> bool {
+#[inline(always)]
+pub(crate) fn is_short_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
