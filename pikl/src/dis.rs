@@ -589,6 +589,17 @@ pub fn dis<'de, R: Read<'de>, W: io::Write + ?Sized>(
     memo: Option<&mut Memo>,
     options: &DisOptions,
 ) -> Result<()> {
+    let res = dis_one(input, out, memo, options);
+    input.commit();
+    res
+}
+
+fn dis_one<'de, R: Read<'de>, W: io::Write + ?Sized>(
+    input: &mut R,
+    out: &mut W,
+    memo: Option<&mut Memo>,
+    options: &DisOptions,
+) -> Result<()> {
     let mut local = Memo::new();
     let memo = match memo {
         Some(m) => m,

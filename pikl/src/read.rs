@@ -59,6 +59,9 @@ pub trait Read<'de>: private::Sealed {
     fn begin_frame(&mut self, len: u64) -> Result<()>;
     /// True when no byte is left (used between consecutive pickles of one stream).
     fn at_end(&mut self) -> Result<bool>;
+    /// Leaves the underlying reader just after the last byte handed out (bytes read ahead stay
+    /// in it); called at the end of each pickle.
+    fn commit(&mut self) {}
 }
 
 #[cold]
@@ -167,16 +170,25 @@ impl<'de> Read<'de> for SliceRead<'de> {
 
 /// Reads from any [`BufRead`], copying. Memory stays bounded by the largest single item (or
 /// frame) of the stream, never by the stream's size.
+///
+/// Outside frames, bytes are served from a copy of the start of `inner`'s buffer (the window),
+/// so one opcode costs no call into `inner`; they are consumed from `inner` only as far as they
+/// were handed out ([`Read::commit`], at the end of each pickle), so `inner` is never left past
+/// the pickle's STOP.
 pub struct IoRead<R> {
     inner: R,
+    /// Stream offset of the next byte handed out.
     pos: u64,
-    /// Bytes of `inner`'s buffer handed out by the last read, consumed at the next one.
-    pending: usize,
-    scratch: Vec<u8>,
-    /// The open frame's bytes and the read position inside them.
-    frame: Vec<u8>,
-    frame_pos: usize,
+    /// Inside a frame, the frame's bytes (already consumed from `inner`); outside, a copy of
+    /// the start of `inner`'s buffer, not yet consumed from it.
+    window: Vec<u8>,
+    /// Next byte of `window` to hand out.
+    window_pos: usize,
     in_frame: bool,
+    /// Bytes of `inner`'s buffer handed out directly by a long read, consumed at the next one.
+    pending: usize,
+    /// Long reads that `inner`'s buffer does not hold whole.
+    scratch: Vec<u8>,
 }
 
 /// `fill_buf`, retried on `Interrupted`.
@@ -194,35 +206,68 @@ fn fill<R: BufRead>(inner: &mut R, pos: u64) -> Result<&[u8]> {
 /// Largest block read at once when a declared length is not yet backed by data.
 const CHUNK: usize = 1 << 20;
 
+/// Most bytes copied into the window at once; longer reads are handed out from `inner`'s
+/// buffer directly.
+const WINDOW: usize = 1 << 16;
+
 impl<R: BufRead> IoRead<R> {
     /// A reader over `inner`.
     pub fn new(inner: R) -> Self {
-        IoRead { inner, pos: 0, pending: 0, scratch: Vec::new(), frame: Vec::new(), frame_pos: 0, in_frame: false }
+        IoRead { inner, pos: 0, window: Vec::new(), window_pos: 0, in_frame: false, pending: 0, scratch: Vec::new() }
     }
 
-    /// The wrapped reader.
+    /// The wrapped reader, just after the last byte handed out.
     pub fn into_inner(mut self) -> R {
-        self.flush_pending();
+        self.commit();
         self.inner
     }
 
+    /// Outside a frame: consumes from `inner` what was handed out and empties the window.
     #[inline]
-    fn flush_pending(&mut self) {
-        if self.pending > 0 {
-            self.inner.consume(self.pending);
-            self.pending = 0;
+    fn release(&mut self) {
+        debug_assert!(!self.in_frame);
+        let used = self.window_pos + self.pending;
+        if used > 0 {
+            self.inner.consume(used);
         }
+        self.window.clear();
+        self.window_pos = 0;
+        self.pending = 0;
     }
 
-    fn fill(&mut self) -> Result<&[u8]> {
-        fill(&mut self.inner, self.pos)
+    /// Leaves the current frame (which must be exhausted) or releases the window.
+    fn leave_window(&mut self) -> Result<()> {
+        if self.in_frame {
+            if self.window_pos < self.window.len() {
+                return Err(straddle(self.pos));
+            }
+            self.in_frame = false;
+            self.window.clear();
+            self.window_pos = 0;
+        } else {
+            self.release();
+        }
+        Ok(())
     }
 
-    /// Reads `n` bytes into `out` (cleared first) in bounded chunks.
+    /// Makes the window hold at least `n` bytes from `inner`'s buffer; false when that buffer
+    /// holds fewer (the caller reads through `scratch`), or when `n` is too long to copy.
+    #[cold]
+    fn refill(&mut self, n: usize) -> Result<bool> {
+        self.leave_window()?;
+        let buf = fill(&mut self.inner, self.pos)?;
+        if buf.len() < n || n > WINDOW {
+            return Ok(false);
+        }
+        self.window.extend_from_slice(&buf[..buf.len().min(WINDOW)]);
+        Ok(true)
+    }
+
+    /// Reads `n` bytes into `out` (cleared first) in bounded chunks, consuming them.
     fn read_into(&mut self, n: usize, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
         while out.len() < n {
-            let buf = self.fill()?;
+            let buf = fill(&mut self.inner, self.pos + out.len() as u64)?;
             if buf.is_empty() {
                 return Err(Error::eof(self.pos + out.len() as u64));
             }
@@ -236,60 +281,23 @@ impl<R: BufRead> IoRead<R> {
         Ok(())
     }
 
-    /// Inside a frame, true when it is exhausted (and leaves it); else an error if `n` bytes
-    /// straddle its end.
+    /// The window's next `n` bytes.
     #[inline]
-    fn frame_has(&mut self, n: usize) -> Result<bool> {
-        if !self.in_frame {
-            return Ok(false);
-        }
-        let left = self.frame.len() - self.frame_pos;
-        if n <= left {
-            return Ok(true);
-        }
-        if left == 0 {
-            self.in_frame = false;
-            return Ok(false);
-        }
-        Err(straddle(self.pos))
-    }
-}
-
-impl<R> private::Sealed for IoRead<R> {}
-
-impl<'de, R: BufRead> Read<'de> for IoRead<R> {
-    fn position(&self) -> u64 {
-        self.pos
+    fn take(&mut self, n: usize) -> &[u8] {
+        let start = self.window_pos;
+        self.window_pos += n;
+        self.pos += n as u64;
+        &self.window[start..start + n]
     }
 
-    #[inline]
-    fn read_byte(&mut self) -> Result<u8> {
-        if self.frame_has(1)? {
-            let b = self.frame[self.frame_pos];
-            self.frame_pos += 1;
-            self.pos += 1;
-            return Ok(b);
+    /// A read the window could not serve: after [`IoRead::refill`], from `inner`'s buffer
+    /// directly, or through `scratch`.
+    #[cold]
+    fn read_exact_slow<'de>(&mut self, n: usize) -> Result<Bytes<'de, '_>> {
+        if self.refill(n)? {
+            return Ok(Bytes::Copied(self.take(n)));
         }
-        self.flush_pending();
-        let pos = self.pos;
-        let buf = self.fill()?;
-        let Some(&b) = buf.first() else {
-            return Err(Error::eof(pos));
-        };
-        self.inner.consume(1);
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn read_exact<'s>(&'s mut self, n: usize) -> Result<Bytes<'de, 's>> {
-        if self.frame_has(n)? {
-            let start = self.frame_pos;
-            self.frame_pos += n;
-            self.pos += n as u64;
-            return Ok(Bytes::Copied(&self.frame[start..start + n]));
-        }
-        self.flush_pending();
-        if self.fill()?.len() >= n {
+        if self.inner.fill_buf().map_err(Error::io)?.len() >= n {
             self.pending = n;
             self.pos += n as u64;
             let buf = self.inner.fill_buf().map_err(Error::io)?;
@@ -303,18 +311,19 @@ impl<'de, R: BufRead> Read<'de> for IoRead<R> {
         Ok(Bytes::Copied(&self.scratch))
     }
 
-    fn read_line<'s>(&'s mut self) -> Result<Bytes<'de, 's>> {
-        if self.frame_has(1)? {
-            let window = &self.frame[self.frame_pos..];
-            let Some(i) = memchr::memchr(b'\n', window) else {
-                return Err(straddle(self.pos));
-            };
-            let start = self.frame_pos;
-            self.frame_pos += i + 1;
-            self.pos += i as u64 + 1;
-            return Ok(Bytes::Copied(&self.frame[start..start + i]));
+    /// A line the window could not serve whole.
+    #[cold]
+    fn read_line_slow<'de>(&mut self) -> Result<Bytes<'de, '_>> {
+        if self.in_frame && self.window_pos < self.window.len() {
+            return Err(straddle(self.pos));
         }
-        self.flush_pending();
+        if self.refill(0)? {
+            if let Some(i) = memchr::memchr(b'\n', &self.window) {
+                let line = self.take(i + 1);
+                return Ok(Bytes::Copied(&line[..i]));
+            }
+        }
+        self.leave_window()?;
         self.scratch.clear();
         loop {
             let pos = self.pos + self.scratch.len() as u64;
@@ -338,27 +347,77 @@ impl<'de, R: BufRead> Read<'de> for IoRead<R> {
         }
     }
 
+    fn fill_is_empty(&mut self) -> Result<bool> {
+        Ok(fill(&mut self.inner, self.pos)?.is_empty())
+    }
+}
+
+impl<R> private::Sealed for IoRead<R> {}
+
+impl<'de, R: BufRead> Read<'de> for IoRead<R> {
+    fn position(&self) -> u64 {
+        self.pos
+    }
+
+    #[inline]
+    fn read_byte(&mut self) -> Result<u8> {
+        if let Some(&b) = self.window.get(self.window_pos) {
+            self.window_pos += 1;
+            self.pos += 1;
+            return Ok(b);
+        }
+        if !self.refill(1)? {
+            return Err(Error::eof(self.pos));
+        }
+        Ok(self.take(1)[0])
+    }
+
+    #[inline]
+    fn read_exact<'s>(&'s mut self, n: usize) -> Result<Bytes<'de, 's>> {
+        if n <= self.window.len() - self.window_pos {
+            return Ok(Bytes::Copied(self.take(n)));
+        }
+        self.read_exact_slow(n)
+    }
+
+    #[inline]
+    fn read_line<'s>(&'s mut self) -> Result<Bytes<'de, 's>> {
+        if let Some(i) = memchr::memchr(b'\n', &self.window[self.window_pos..]) {
+            let line = self.take(i + 1);
+            return Ok(Bytes::Copied(&line[..i]));
+        }
+        self.read_line_slow()
+    }
+
     fn begin_frame(&mut self, len: u64) -> Result<()> {
-        if self.in_frame && self.frame_pos < self.frame.len() {
+        if self.in_frame && self.window_pos < self.window.len() {
             return Err(frame_not_done(self.pos));
         }
-        self.flush_pending();
+        self.leave_window()?;
         let n = usize::try_from(len).map_err(|_| Error::eof(self.pos))?;
-        let mut frame = std::mem::take(&mut self.frame);
+        let mut frame = std::mem::take(&mut self.window);
         let res = self.read_into(n, &mut frame);
-        self.frame = frame;
-        res?;
+        self.window = frame;
+        if let Err(e) = res {
+            self.window.clear();
+            return Err(e);
+        }
         // The frame's bytes are counted as they are handed out, not as they are buffered.
-        self.frame_pos = 0;
         self.in_frame = true;
         Ok(())
     }
 
     fn at_end(&mut self) -> Result<bool> {
-        if self.in_frame && self.frame_pos < self.frame.len() {
+        if self.window_pos < self.window.len() {
             return Ok(false);
         }
-        self.flush_pending();
-        Ok(self.fill()?.is_empty())
+        self.leave_window()?;
+        self.fill_is_empty()
+    }
+
+    fn commit(&mut self) {
+        if !self.in_frame {
+            self.release();
+        }
     }
 }

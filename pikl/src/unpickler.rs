@@ -353,7 +353,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// Reads one pickle. Called again, reads the next pickle of the stream with the same memo.
     pub fn load(&mut self) -> Result<Value> {
         self.noload = false;
-        self.run()
+        let res = self.run();
+        self.reader.commit();
+        res
     }
 
     /// Walks one pickle without building instances or resolving globals, and returns the
@@ -362,6 +364,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.noload = true;
         self.persistent_ids.clear();
         let res = self.run();
+        self.reader.commit();
         self.noload = false;
         res.map(|_| std::mem::take(&mut self.persistent_ids))
     }

@@ -290,3 +290,55 @@ fn dicts_with_repeated_key_shapes_keep_python_semantics() {
         assert_eq!(d.get(&loaded.graph, Value::Int(5)), Some(Value::Int(five)));
     }
 }
+
+/// Each load leaves the caller's reader just after the pickle's STOP, whatever the reader's
+/// buffer size, so the bytes after a pickle (say, a record's payload) stay readable.
+#[test]
+fn loads_leave_the_reader_just_after_stop() {
+    use std::io::{BufRead, Read};
+    let trailer = b"TRAILER\nmore bytes";
+    for &(repr, data) in CASES {
+        for capacity in [1, 3, 64, 8192] {
+            let stream = [data, trailer].concat();
+            let mut reader = BufReader::with_capacity(capacity, &stream[..]);
+            let mut u = Unpickler::from_reader(&mut reader);
+            let v = u.load().unwrap();
+            assert_eq!(u.view(v).to_string(), repr);
+            drop(u);
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, trailer, "{repr}, capacity {capacity}");
+
+            // noload and serde's from_reader too.
+            let mut reader = BufReader::with_capacity(capacity, &stream[..]);
+            Unpickler::from_reader(&mut reader).noload().unwrap();
+            assert_eq!(reader.fill_buf().unwrap().first(), Some(&b'T'), "noload {repr}");
+            let mut reader = BufReader::with_capacity(capacity, &stream[..]);
+            let _: serde::de::IgnoredAny = pikl::from_reader(&mut reader, Default::default()).unwrap();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert_eq!(line, "TRAILER\n", "from_reader {repr}");
+        }
+    }
+}
+
+/// Consecutive pickles of a stream through readers of every buffer size: the same values as
+/// from a slice, in order, with the same memo.
+#[test]
+fn stream_of_pickles_through_small_buffers() {
+    let data = multi_dump_stream();
+    fn reprs<'de, R: pikl::read::Read<'de>>(mut u: Unpickler<'de, R>) -> Vec<String> {
+        let mut out = Vec::new();
+        while !u.at_end().unwrap() {
+            let v = u.load().unwrap();
+            out.push(u.view(v).to_string());
+        }
+        out
+    }
+    let expected = reprs(Unpickler::from_slice(&data));
+    assert_eq!(expected.len(), 180);
+    for capacity in [1, 7, 100, 70_000] {
+        let got = reprs(Unpickler::from_reader(BufReader::with_capacity(capacity, &data[..])));
+        assert_eq!(got, expected, "capacity {capacity}");
+    }
+}

@@ -135,7 +135,7 @@ pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8], options: DeOptions
 /// memory while it is read.
 pub fn from_reader<R: BufRead, T: DeserializeOwned>(reader: R, options: DeOptions) -> Result<T> {
     let record = Rc::new(RefCell::new(Vec::new()));
-    let mut r = IoRead::new(tape::Tee { inner: reader, record: Rc::clone(&record) });
+    let mut r = IoRead::new(tape::Tee::new(reader, Rc::clone(&record)));
     let res = tape::build(&mut r, tape::Input::Record(Rc::clone(&record)), &options);
     drop(r.into_inner());
     let (tape, root) = res?;

@@ -492,29 +492,46 @@ impl Memo {
 pub(crate) struct Tee<R> {
     pub(crate) inner: R,
     pub(crate) record: Rc<RefCell<Vec<u8>>>,
+    /// Stream offset of the start of `inner`'s buffer.
+    consumed: u64,
+}
+
+impl<R> Tee<R> {
+    pub(crate) fn new(inner: R, record: Rc<RefCell<Vec<u8>>>) -> Self {
+        Tee { inner, record, consumed: 0 }
+    }
+
+    /// Records the bytes of `buf` (at stream offset `at`) not recorded yet: the record is
+    /// every byte the reader has seen, which may run ahead of what was consumed.
+    fn note(record: &RefCell<Vec<u8>>, at: u64, buf: &[u8]) {
+        let mut record = record.borrow_mut();
+        let seen = record.len() as u64;
+        let end = at + buf.len() as u64;
+        if end > seen && at <= seen {
+            record.extend_from_slice(&buf[(seen - at) as usize..]);
+        }
+    }
 }
 
 impl<R: BufRead> io::Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.record.borrow_mut().extend_from_slice(&buf[..n]);
+        Self::note(&self.record, self.consumed, &buf[..n]);
+        self.consumed += n as u64;
         Ok(n)
     }
 }
 
 impl<R: BufRead> BufRead for Tee<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
+        let buf = self.inner.fill_buf()?;
+        Self::note(&self.record, self.consumed, buf);
+        Ok(buf)
     }
 
     fn consume(&mut self, n: usize) {
-        if n > 0 {
-            if let Ok(b) = self.inner.fill_buf() {
-                let n = n.min(b.len());
-                self.record.borrow_mut().extend_from_slice(&b[..n]);
-            }
-        }
         self.inner.consume(n);
+        self.consumed += n as u64;
     }
 }
 
