@@ -59,6 +59,11 @@ pub trait Read<'de>: private::Sealed {
     fn begin_frame(&mut self, len: u64) -> Result<()>;
     /// True when no byte is left (used between consecutive pickles of one stream).
     fn at_end(&mut self) -> Result<bool>;
+    /// The bytes readable now without a refill or a frame check: the rest of the open frame,
+    /// or of the buffered input outside frames (possibly empty). Borrowed from a slice source.
+    fn window(&self) -> Bytes<'de, '_>;
+    /// Moves past the first `n` bytes of [`Read::window`].
+    fn advance(&mut self, n: usize);
     /// Leaves the underlying reader just after the last byte handed out (bytes read ahead stay
     /// in it); called at the end of each pickle.
     fn commit(&mut self) {}
@@ -148,6 +153,17 @@ impl<'de> Read<'de> for SliceRead<'de> {
             None if self.in_frame => Err(straddle(self.pos as u64)),
             None => Err(Error::eof(self.data.len() as u64)),
         }
+    }
+
+    #[inline]
+    fn window(&self) -> Bytes<'de, '_> {
+        Bytes::Borrowed(&self.data[self.pos..self.limit])
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.limit - self.pos);
+        self.pos += n;
     }
 
     fn begin_frame(&mut self, len: u64) -> Result<()> {
@@ -387,6 +403,18 @@ impl<'de, R: BufRead> Read<'de> for IoRead<R> {
             return Ok(Bytes::Copied(&line[..i]));
         }
         self.read_line_slow()
+    }
+
+    #[inline]
+    fn window(&self) -> Bytes<'de, '_> {
+        Bytes::Copied(&self.window[self.window_pos..])
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.window.len() - self.window_pos);
+        self.window_pos += n;
+        self.pos += n as u64;
     }
 
     fn begin_frame(&mut self, len: u64) -> Result<()> {

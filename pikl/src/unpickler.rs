@@ -5,6 +5,8 @@
 //! [`Instance`] records, except the well-known reconstructions of builtin types (`set`,
 //! `frozenset`, `bytearray`, `complex`, `_codecs.encode`), which become native objects.
 
+mod window;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -127,6 +129,37 @@ struct Interned {
     empty_bytes: Option<ObjId>,
     keys: HashMap<std::string::String, ObjId>,
     globals: HashMap<(String, String), ObjId>,
+}
+
+impl Interned {
+    /// Adds the str `s`, or returns CPython's shared object for it (empty or one Latin-1
+    /// character).
+    #[inline]
+    fn str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
+        if s.as_bytes().len() <= 2 {
+            return self.short_str(graph, s);
+        }
+        graph.add(Object::Str(s))
+    }
+
+    fn short_str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
+        let mut cps = s.code_points();
+        let key = match (cps.next(), cps.next()) {
+            (None, _) => u32::MAX,
+            (Some(c), None) if c < 256 => c,
+            _ => return graph.add(Object::Str(s)),
+        };
+        let slot = key.min(256) as usize;
+        if self.strs.is_empty() {
+            self.strs = vec![None; 257];
+        }
+        if let Some(id) = self.strs[slot] {
+            return Value::Obj(id);
+        }
+        let v = graph.add(Object::Str(s));
+        self.strs[slot] = v.obj_id();
+        v
+    }
 }
 
 /// Reads pickles from a byte source into one shared [`Graph`].
@@ -379,79 +412,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             return Err(Error::eof(self.reader.position()).with_message("ran out of input"));
         }
         loop {
+            // The most frequent opcodes run straight from the reader's window; the rest, and
+            // any the window cuts or that fail, go one at a time through `step`.
+            self.run_window();
             if self.graph.len() >= self.opts.max_objects {
                 let pos = self.reader.position();
                 return Err(bad(format!("more than {} objects", self.opts.max_objects)).at(pos));
             }
             let (pos, op) = read_opcode(&mut self.reader)?;
-            // The lightest and most frequent opcodes run here, without a call into `step`.
-            let res = match op {
-                Opcode::BinGet => self.reader.read_byte().and_then(|k| self.memo_lookup(k as u64)).map(|v| {
-                    self.stack.push(v);
-                    true
-                }),
-                Opcode::LongBinGet => read_u32(&mut self.reader).and_then(|k| self.memo_lookup(k as u64)).map(|v| {
-                    self.stack.push(v);
-                    true
-                }),
-                Opcode::Memoize => self.memo_put(self.memo.len as u64).map(|()| true),
-                Opcode::LongBinPut => read_u32(&mut self.reader).and_then(|k| self.memo_put(k as u64)).map(|()| true),
-                Opcode::BinPut => self.reader.read_byte().and_then(|k| self.memo_put(k as u64)).map(|()| true),
-                Opcode::BinInt1 => self.reader.read_byte().map(|b| {
-                    self.stack.push(Value::Int(b as i64));
-                    true
-                }),
-                Opcode::BinInt => read_i32(&mut self.reader).map(|i| {
-                    self.stack.push(Value::Int(i as i64));
-                    true
-                }),
-                Opcode::BinInt2 => read_u16(&mut self.reader).map(|i| {
-                    self.stack.push(Value::Int(i as i64));
-                    true
-                }),
-                Opcode::Long1 => self.reader.read_byte().and_then(|n| {
-                    let parsed = decode_long(&self.reader.read_exact(n as usize)?);
-                    let v = self.new_int(parsed);
-                    self.stack.push(v);
-                    Ok(true)
-                }),
-                Opcode::ShortBinUnicode => self.reader.read_byte().and_then(|n| {
-                    let s = str_from_read(self.reader.read_exact(n as usize)?)?;
-                    let v = self.new_str(s);
-                    self.stack.push(v);
-                    Ok(true)
-                }),
-                Opcode::BinUnicode => read_len(&mut self.reader, op).and_then(|n| {
-                    let s = str_from_read(self.reader.read_exact(n)?)?;
-                    let v = self.new_str(s);
-                    self.stack.push(v);
-                    Ok(true)
-                }),
-                Opcode::NewTrue | Opcode::NewFalse => {
-                    self.stack.push(Value::Bool(op == Opcode::NewTrue));
-                    Ok(true)
-                }
-                Opcode::BinFloat => read_f64(&mut self.reader).map(|f| {
-                    self.stack.push(Value::Float(f));
-                    true
-                }),
-                Opcode::None => {
-                    self.stack.push(Value::None);
-                    Ok(true)
-                }
-                Opcode::Mark => self.mark().map(|()| true),
-                Opcode::EmptyList => {
-                    let v = self.graph.add(Object::List(Vec::new()));
-                    self.stack.push(v);
-                    Ok(true)
-                }
-                Opcode::EmptyDict => {
-                    let v = self.graph.add(Object::Dict(Default::default()));
-                    self.stack.push(v);
-                    Ok(true)
-                }
-                _ => self.step(op),
-            };
+            let res = self.step(op);
             match res {
                 Ok(true) => {}
                 Ok(false) => return self.pop().map_err(|e| e.at(pos).in_opcode(op)),
@@ -513,28 +482,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     // ---- values ----
 
     fn new_str(&mut self, s: PyStr<'de>) -> Value {
-        let bytes = s.as_bytes();
-        if bytes.len() <= 2 {
-            let mut cps = s.code_points();
-            let key = match (cps.next(), cps.next()) {
-                (None, _) => Some(u32::MAX),
-                (Some(c), None) if c < 256 => Some(c),
-                _ => None,
-            };
-            if let Some(key) = key {
-                let slot = key.min(256) as usize;
-                if self.interned.strs.is_empty() {
-                    self.interned.strs = vec![None; 257];
-                }
-                if let Some(id) = self.interned.strs[slot] {
-                    return Value::Obj(id);
-                }
-                let v = self.add(Object::Str(s));
-                self.interned.strs[slot] = v.obj_id();
-                return v;
-            }
-        }
-        self.add(Object::Str(s))
+        self.interned.str(&mut self.graph, s)
     }
 
     /// A bytes object; the empty one is CPython's singleton.
@@ -1016,10 +964,65 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         use Opcode::*;
         let r = &mut self.reader;
         match op {
-            // The dispatch loop in `run` handles these itself.
-            Mark | BinInt | BinInt1 | BinInt2 | Long1 | None | NewTrue | NewFalse | ShortBinUnicode | BinUnicode
-            | EmptyList | EmptyDict | BinGet | LongBinGet | BinPut | LongBinPut | Memoize | BinFloat => {
-                unreachable!("{} is handled by the dispatch loop", op.name())
+            // The window path (`run_window`) runs these unless the window cuts them.
+            BinGet => {
+                let k = r.read_byte()?;
+                let v = self.memo_lookup(k as u64)?;
+                self.push(v);
+            }
+            LongBinGet => {
+                let k = read_u32(r)?;
+                let v = self.memo_lookup(k as u64)?;
+                self.push(v);
+            }
+            Memoize => self.memo_put(self.memo.len as u64)?,
+            BinPut => {
+                let k = r.read_byte()?;
+                self.memo_put(k as u64)?;
+            }
+            LongBinPut => {
+                let k = read_u32(r)?;
+                self.memo_put(k as u64)?;
+            }
+            BinInt1 => {
+                let b = r.read_byte()?;
+                self.push(Value::Int(b as i64));
+            }
+            BinInt2 => {
+                let i = read_u16(r)?;
+                self.push(Value::Int(i as i64));
+            }
+            BinInt => {
+                let i = read_i32(r)?;
+                self.push(Value::Int(i as i64));
+            }
+            Long1 => {
+                let n = r.read_byte()?;
+                let parsed = decode_long(&r.read_exact(n as usize)?);
+                let v = self.new_int(parsed);
+                self.push(v);
+            }
+            ShortBinUnicode | BinUnicode => {
+                let n = read_len(r, op)?;
+                let s = str_from_read(r.read_exact(n)?)?;
+                let v = self.new_str(s);
+                self.push(v);
+            }
+            BinFloat => {
+                let f = read_f64(r)?;
+                self.push(Value::Float(f));
+            }
+            None => self.push(Value::None),
+            NewTrue => self.push(Value::Bool(true)),
+            NewFalse => self.push(Value::Bool(false)),
+            Mark => self.mark()?,
+            EmptyList => {
+                let v = self.add(Object::List(Vec::new()));
+                self.push(v);
+            }
+            EmptyDict => {
+                let v = self.add(Object::Dict(Default::default()));
+                self.push(v);
             }
             Stop => return Ok(false),
             Pop => {

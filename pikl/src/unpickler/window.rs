@@ -1,0 +1,179 @@
+//! The unpickler's fast path: the most frequent opcodes decoded straight from the reader's
+//! window (the rest of the open frame or of the buffered input), with one length check per
+//! opcode and no call into the reader.
+//!
+//! An opcode the window cuts, one outside this set, and one whose checks fail (a missing memo
+//! key, a limit reached, invalid UTF-8) stop the run before it is consumed: `step` then reads it
+//! through the reader, which refills or reports the error at the right offset.
+
+use super::{decode_long, Unpickler};
+use crate::read::{Bytes, Read};
+use crate::text::ParsedInt;
+use crate::value::{Object, PyStr, Value};
+
+/// Opcode bytes run here (see `crate::opcodes`).
+mod op {
+    pub const MARK: u8 = b'(';
+    pub const BININT: u8 = b'J';
+    pub const BININT1: u8 = b'K';
+    pub const BININT2: u8 = b'M';
+    pub const LONG1: u8 = 0x8a;
+    pub const NONE: u8 = b'N';
+    pub const NEWTRUE: u8 = 0x88;
+    pub const NEWFALSE: u8 = 0x89;
+    pub const BINFLOAT: u8 = b'G';
+    pub const SHORT_BINUNICODE: u8 = 0x8c;
+    pub const BINUNICODE: u8 = b'X';
+    pub const EMPTY_LIST: u8 = b']';
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const BINGET: u8 = b'h';
+    pub const LONG_BINGET: u8 = b'j';
+    pub const BINPUT: u8 = b'q';
+    pub const LONG_BINPUT: u8 = b'r';
+    pub const MEMOIZE: u8 = 0x94;
+}
+
+/// The `N` bytes after an opcode at `at`, if the window holds them.
+#[inline(always)]
+fn arg<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
+    data.get(at + 1..at + 1 + N).map(|b| b.try_into().expect("N bytes"))
+}
+
+impl<'de, R: Read<'de>> Unpickler<'de, R> {
+    /// Runs opcodes from the window until one it cannot run whole (see the module's doc).
+    #[inline]
+    pub(super) fn run_window(&mut self) {
+        let Unpickler { reader, graph, stack, marks, fence, memo, opts, interned, .. } = self;
+        let used = {
+            let (data, borrowed) = match reader.window() {
+                Bytes::Borrowed(d) => (d, Some(d)),
+                Bytes::Copied(d) => (d, None),
+            };
+            let max_objects = opts.max_objects;
+            let mut i = 0;
+            // Each arm pushes its effect and gives the opcode's length, or leaves the loop
+            // before changing anything.
+            while let Some(&b) = data.get(i) {
+                i += match b {
+                    op::BININT1 => {
+                        let Some([x]) = arg::<1>(data, i) else { break };
+                        stack.push(Value::Int(x as i64));
+                        2
+                    }
+                    op::BININT2 => {
+                        let Some(x) = arg::<2>(data, i) else { break };
+                        stack.push(Value::Int(u16::from_le_bytes(x) as i64));
+                        3
+                    }
+                    op::BININT => {
+                        let Some(x) = arg::<4>(data, i) else { break };
+                        stack.push(Value::Int(i32::from_le_bytes(x) as i64));
+                        5
+                    }
+                    op::BINFLOAT => {
+                        let Some(x) = arg::<8>(data, i) else { break };
+                        stack.push(Value::Float(f64::from_be_bytes(x)));
+                        9
+                    }
+                    op::NONE => {
+                        stack.push(Value::None);
+                        1
+                    }
+                    op::NEWTRUE | op::NEWFALSE => {
+                        stack.push(Value::Bool(b == op::NEWTRUE));
+                        1
+                    }
+                    op::MARK => {
+                        if marks.len() >= opts.max_depth {
+                            break;
+                        }
+                        marks.push(stack.len());
+                        *fence = stack.len();
+                        1
+                    }
+                    op::BINGET | op::LONG_BINGET => {
+                        let (key, len) = if b == op::BINGET {
+                            let Some([k]) = arg::<1>(data, i) else { break };
+                            (k as u64, 2)
+                        } else {
+                            let Some(k) = arg::<4>(data, i) else { break };
+                            (u32::from_le_bytes(k) as u64, 5)
+                        };
+                        let Some(v) = memo.get(key) else { break };
+                        stack.push(v);
+                        len
+                    }
+                    op::MEMOIZE | op::BINPUT | op::LONG_BINPUT => {
+                        let (key, len) = match b {
+                            op::MEMOIZE => (memo.len as u64, 1),
+                            op::BINPUT => {
+                                let Some([k]) = arg::<1>(data, i) else { break };
+                                (k as u64, 2)
+                            }
+                            _ => {
+                                let Some(k) = arg::<4>(data, i) else { break };
+                                (u32::from_le_bytes(k) as u64, 5)
+                            }
+                        };
+                        if stack.len() <= *fence {
+                            break;
+                        }
+                        let top = *stack.last().expect("above fence");
+                        if memo.put(key, top, opts.max_memo_len).is_err() {
+                            break;
+                        }
+                        len
+                    }
+                    op::EMPTY_LIST | op::EMPTY_DICT => {
+                        if graph.len() >= max_objects {
+                            break;
+                        }
+                        let obj = if b == op::EMPTY_LIST {
+                            Object::List(Vec::new())
+                        } else {
+                            Object::Dict(Default::default())
+                        };
+                        stack.push(graph.add(obj));
+                        1
+                    }
+                    op::SHORT_BINUNICODE | op::BINUNICODE => {
+                        let (n, head) = if b == op::SHORT_BINUNICODE {
+                            let Some([n]) = arg::<1>(data, i) else { break };
+                            (n as usize, 2)
+                        } else {
+                            let Some(n) = arg::<4>(data, i) else { break };
+                            (u32::from_le_bytes(n) as usize, 5)
+                        };
+                        let start = i + head;
+                        if n > data.len() - start || graph.len() >= max_objects {
+                            break;
+                        }
+                        let s = match borrowed {
+                            Some(d) => PyStr::from_surrogatepass(&d[start..start + n]),
+                            None => PyStr::copied_from_surrogatepass(&data[start..start + n]),
+                        };
+                        let Some(s) = s else { break };
+                        stack.push(interned.str(graph, s));
+                        head + n
+                    }
+                    op::LONG1 => {
+                        let Some([n]) = arg::<1>(data, i) else { break };
+                        let (start, n) = (i + 2, n as usize);
+                        if n > data.len() - start || graph.len() >= max_objects {
+                            break;
+                        }
+                        let v = match decode_long(&data[start..start + n]) {
+                            ParsedInt::Small(v) => Value::Int(v),
+                            ParsedInt::Big(big) => graph.add(Object::Int(big)),
+                        };
+                        stack.push(v);
+                        2 + n
+                    }
+                    _ => break,
+                };
+            }
+            i
+        };
+        reader.advance(used);
+    }
+}
