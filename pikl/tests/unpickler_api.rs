@@ -342,3 +342,41 @@ fn stream_of_pickles_through_small_buffers() {
         assert_eq!(got, expected, "capacity {capacity}");
     }
 }
+
+/// Protocol 0 opcodes that the loader's fast path runs (INT, GET, PUT, APPEND, SETITEM) give
+/// the same values and the same errors at the same offsets as the general path, which a
+/// 1-byte reader forces (CPython 3.11's results in the comments).
+#[test]
+fn protocol_0_fast_path_matches_the_general_path() {
+    let values: &[(&[u8], &str)] = &[
+        (b"I010\n.", "8"), // strtol's octal
+        (b"I00\n.", "False"),
+        (b"I01\n.", "True"),
+        (b"I-5\n.", "-5"),
+        (b"I123456789012345678901\n.", "123456789012345678901"),
+        (b"(lp0\nI1\nap0\np1\ng0\na.", "[1, [...]]"),
+        (b"(dp0\nI1\n(dp1\nsI1\nI2\ns.", "{1: 2}"),
+    ];
+    for &(data, repr) in values {
+        assert_eq!(load_slice(data), repr);
+        assert_eq!(load_stream(data, 1), repr);
+    }
+    let errors: &[(&[u8], u64, &str)] = &[
+        (b"(dp0\n(lp1\nI1\ns.", 13, "unhashable type: 'list'"),
+        (b"(dp0\nI1\nI2\na.", 11, "append"),
+        (b"(lp0\nI1\nag7\n.", 9, "Memo value not found at index 7"),
+        (b"(lp0\nI1\nI2\ns.", 11, "item assignment"),
+        (b"(lp0\nI1\nI2\nI3\ns.", 14, "cannot set items on int"),
+    ];
+    for &(data, offset, msg) in errors {
+        for capacity in [0, 1] {
+            let err = if capacity == 0 {
+                Unpickler::from_slice(data).load().unwrap_err()
+            } else {
+                Unpickler::from_reader(BufReader::with_capacity(capacity, data)).load().unwrap_err()
+            };
+            assert_eq!(err.offset(), Some(offset), "{err}");
+            assert!(err.to_string().contains(msg), "{err}");
+        }
+    }
+}

@@ -8,7 +8,7 @@
 
 use super::{decode_long, Unpickler};
 use crate::read::{Bytes, Read};
-use crate::text::ParsedInt;
+use crate::text::{self, ParsedInt};
 use crate::value::{Object, PyStr, Value};
 
 /// Opcode bytes run here (see `crate::opcodes`).
@@ -31,6 +31,20 @@ mod op {
     pub const BINPUT: u8 = b'q';
     pub const LONG_BINPUT: u8 = b'r';
     pub const MEMOIZE: u8 = 0x94;
+    pub const INT: u8 = b'I';
+    pub const GET: u8 = b'g';
+    pub const PUT: u8 = b'p';
+    pub const APPEND: u8 = b'a';
+    pub const SETITEM: u8 = b's';
+}
+
+/// The digits of a protocol 0 `INT`, `GET` or `PUT` line starting after the opcode at `at`, and
+/// the opcode's whole length, when the line ends within a few bytes in the window.
+#[inline(always)]
+fn short_line(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let rest = data.get(at + 1..)?;
+    let n = rest.iter().take(20).position(|&b| b == b'\n')?;
+    Some((&rest[..n], n + 2))
 }
 
 /// The `N` bytes after an opcode at `at`, if the window holds them.
@@ -43,7 +57,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// Runs opcodes from the window until one it cannot run whole (see the module's doc).
     #[inline]
     pub(super) fn run_window(&mut self) {
-        let Unpickler { reader, graph, stack, marks, fence, memo, opts, interned, .. } = self;
+        let Unpickler { reader, graph, stack, marks, fence, memo, opts, interned, key_shape, .. } = self;
         let used = {
             let (data, borrowed) = match reader.window() {
                 Bytes::Borrowed(d) => (d, Some(d)),
@@ -103,9 +117,35 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         stack.push(v);
                         len
                     }
-                    op::MEMOIZE | op::BINPUT | op::LONG_BINPUT => {
+                    op::INT => {
+                        let Some((digits, len)) = short_line(data, i) else { break };
+                        let v = match digits {
+                            b"00" => Value::Bool(false),
+                            b"01" => Value::Bool(true),
+                            // A leading 0 reads as octal in CPython: the general path decides.
+                            [b'0', _, ..] => break,
+                            _ => match text::plain_decimal(digits) {
+                                Some(v) if v <= i64::MAX as u64 => Value::Int(v as i64),
+                                _ => break,
+                            },
+                        };
+                        stack.push(v);
+                        len
+                    }
+                    op::GET => {
+                        let Some((digits, len)) = short_line(data, i) else { break };
+                        let Some(v) = text::plain_decimal(digits).and_then(|k| memo.get(k)) else { break };
+                        stack.push(v);
+                        len
+                    }
+                    op::MEMOIZE | op::BINPUT | op::LONG_BINPUT | op::PUT => {
                         let (key, len) = match b {
                             op::MEMOIZE => (memo.len as u64, 1),
+                            op::PUT => {
+                                let Some((digits, len)) = short_line(data, i) else { break };
+                                let Some(k) = text::plain_decimal(digits) else { break };
+                                (k, len)
+                            }
                             op::BINPUT => {
                                 let Some([k]) = arg::<1>(data, i) else { break };
                                 (k as u64, 2)
@@ -168,6 +208,34 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         };
                         stack.push(v);
                         2 + n
+                    }
+                    // Protocols 0 and 1 add items one at a time: onto a list or a dict here.
+                    op::APPEND => {
+                        let n = stack.len();
+                        if n < *fence + 2 {
+                            break;
+                        }
+                        let (Value::Obj(id), item) = (stack[n - 2], stack[n - 1]) else { break };
+                        let Object::List(list) = graph.get_mut(id) else { break };
+                        list.push(item);
+                        stack.pop();
+                        1
+                    }
+                    op::SETITEM => {
+                        let n = stack.len();
+                        if n < *fence + 3 {
+                            break;
+                        }
+                        let Value::Obj(id) = stack[n - 3] else { break };
+                        if !matches!(graph.get(id), Object::Dict(_)) {
+                            break;
+                        }
+                        // An unhashable key fails before the dict changes.
+                        if graph.dict_set_pairs(id, &stack[n - 2..], key_shape).is_err() {
+                            break;
+                        }
+                        stack.truncate(n - 2);
+                        1
                     }
                     _ => break,
                 };

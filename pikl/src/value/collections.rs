@@ -275,6 +275,16 @@ impl Graph<'_> {
         pairs: &[Value],
         shape: &mut KeyShape,
     ) -> Result<(), super::Unhashable> {
+        if pairs.len() == 2 {
+            // SETITEM: a dict grown one item at a time has no shape worth remembering, and
+            // starts with room for 8 entries (as CPython's does) rather than regrowing at 4.
+            if let super::Object::Dict(d) = self.get_mut(dict) {
+                if d.is_empty() {
+                    d.reserve(8);
+                }
+            }
+            return self.dict_set_all(dict, [(pairs[0], pairs[1])]);
+        }
         let was_empty = match self.get(dict) {
             super::Object::Dict(d) => d.is_empty(),
             other => panic!("dict_set_pairs on a {}", other.type_name()),
