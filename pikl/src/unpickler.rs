@@ -9,6 +9,8 @@ mod window;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+use hashbrown::HashTable;
 use std::io::BufRead;
 
 use num_bigint::BigInt;
@@ -124,11 +126,19 @@ impl Memo {
 /// one-byte bytes, and one object per global name.
 #[derive(Default)]
 struct Interned {
-    /// One-character Latin-1 strs by code point; index 256 is the empty str.
-    strs: Vec<Option<ObjId>>,
+    /// One-character Latin-1 strs by code point (`u32::MAX` for the empty str), sorted: at
+    /// most 257, usually a few, so a search beats allocating a table per load.
+    strs: Vec<(u32, ObjId)>,
     empty_bytes: Option<ObjId>,
     keys: HashMap<std::string::String, ObjId>,
-    globals: HashMap<(String, String), ObjId>,
+    /// One object per global name: (hash of module and name, the [`Object::Global`]).
+    globals: HashTable<(u64, ObjId)>,
+}
+
+/// Hash of a global's module and name, for [`Interned::globals`].
+fn global_hash(module: &str, name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x474c_4f42).hash_one((module, name))
 }
 
 impl Interned {
@@ -143,22 +153,31 @@ impl Interned {
     }
 
     fn short_str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
-        let mut cps = s.code_points();
-        let key = match (cps.next(), cps.next()) {
-            (None, _) => u32::MAX,
-            (Some(c), None) if c < 256 => c,
-            _ => return graph.add(Object::Str(s)),
+        let key = match *s.as_bytes() {
+            [] => u32::MAX,
+            // One byte of valid UTF-8 is ASCII.
+            [a] => a as u32,
+            // Two ASCII characters.
+            [a, _] if a < 0x80 => return graph.add(Object::Str(s)),
+            _ => {
+                let mut cps = s.code_points();
+                match (cps.next(), cps.next()) {
+                    (Some(c), None) if c < 256 => c,
+                    _ => return graph.add(Object::Str(s)),
+                }
+            }
         };
-        let slot = key.min(256) as usize;
-        if self.strs.is_empty() {
-            self.strs = vec![None; 257];
+        if self.strs.capacity() == 0 {
+            self.strs.reserve(16);
         }
-        if let Some(id) = self.strs[slot] {
-            return Value::Obj(id);
+        match self.strs.binary_search_by_key(&key, |e| e.0) {
+            Ok(i) => Value::Obj(self.strs[i].1),
+            Err(i) => {
+                let v = graph.add(Object::Str(s));
+                self.strs.insert(i, (key, v.obj_id().expect("object")));
+                v
+            }
         }
-        let v = graph.add(Object::Str(s));
-        self.strs[slot] = v.obj_id();
-        v
     }
 }
 
@@ -270,7 +289,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         self.graph.reserve((len / 8).min(1 << 22).saturating_sub(self.graph.len()));
         let old = self.memo.dense.capacity();
-        self.memo.dense.reserve((len / 16).min(1 << 20).saturating_sub(self.memo.dense.len()));
+        self.memo.dense.reserve((len / 8).min(1 << 20).saturating_sub(self.memo.dense.len()));
         crate::huge_pages::advise_vec(&self.memo.dense, old);
     }
 
@@ -349,10 +368,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             .interned
             .strs
             .iter()
-            .flatten()
-            .copied()
+            .map(|&(_, id)| id)
             .chain(self.interned.empty_bytes)
-            .chain(self.interned.globals.values().copied())
+            .chain(self.interned.globals.iter().map(|&(_, id)| id))
             .chain(self.interned.keys.values().copied())
             .map(Value::Obj);
         let roots: Vec<Value> = memo_values.chain(interned).chain(keep.iter().copied()).collect();
@@ -366,9 +384,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.memo.sparse.values_mut().for_each(remap);
         keep.iter_mut().for_each(remap);
         let remap_id = |id: &mut ObjId| *id = map[id.index()].expect("roots are kept");
-        self.interned.strs.iter_mut().flatten().for_each(remap_id);
+        self.interned.strs.iter_mut().for_each(|(_, id)| remap_id(id));
         self.interned.empty_bytes.iter_mut().for_each(remap_id);
-        self.interned.globals.values_mut().for_each(remap_id);
+        self.interned.globals.iter_mut().for_each(|(_, id)| remap_id(id));
         self.interned.keys.values_mut().for_each(remap_id);
         map
     }
@@ -537,12 +555,16 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         // What CPython finds there reports its own module and name (`functools.reduce` is
         // `_functools.reduce`), and is written back under those.
         let (module, name) = crate::canonical::canonical(module, name);
-        let key = (module.to_owned(), name.to_owned());
-        if let Some(&id) = self.interned.globals.get(&key) {
+        let h = global_hash(module, name);
+        let graph = &self.graph;
+        let same = |&(eh, id): &(u64, ObjId)| {
+            eh == h && matches!(graph.get(id), Object::Global(g) if g.module == module && g.name == name)
+        };
+        if let Some(&(_, id)) = self.interned.globals.find(h, same) {
             return Ok(Value::Obj(id));
         }
-        let v = self.add(Object::Global(Box::new(Global { module: key.0.clone(), name: key.1.clone() })));
-        self.interned.globals.insert(key, v.obj_id().expect("object"));
+        let v = self.add(Object::Global(Box::new(Global { module: module.to_owned(), name: name.to_owned() })));
+        self.interned.globals.insert_unique(h, (h, v.obj_id().expect("object")), |e| e.0);
         Ok(v)
     }
 

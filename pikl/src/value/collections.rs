@@ -123,24 +123,39 @@ impl Dict {
         true
     }
 
+    /// True once the dict is past the scan size and looks keys up by hash.
+    #[inline]
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.index.is_some()
+    }
+
     pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value, value: Value) {
+        if let Some(index) = &mut self.index {
+            // One probe: the key's slot, or where it goes.
+            let entries = &self.entries;
+            let same =
+                |&(eh, i): &(u64, u32)| eh == h && super::eq::keys_equal(graph, entries[i as usize].0, graph, key);
+            match index.entry(h, same, |e| e.0) {
+                hashbrown::hash_table::Entry::Occupied(o) => self.entries[o.get().1 as usize].1 = value,
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert((h, self.entries.len() as u32));
+                    self.entries.push((key, value));
+                }
+            }
+            return;
+        }
         if let Some(i) = self.find(graph, graph, h, key) {
             self.entries[i].1 = value;
             return;
         }
         let pos = self.entries.len() as u32;
         self.entries.push((key, value));
-        match &mut self.index {
-            Some(index) => {
-                index.insert_unique(h, (h, pos), |e| e.0);
-            }
-            None if self.entries.len() > LINEAR_MAX => {
-                let hashes = self.entries[..pos as usize].iter().map(|&(k, _)| graph.hash(k).unwrap_or(0));
-                let mut index = build_index(hashes, self.entries.capacity());
-                index.insert_unique(h, (h, pos), |e| e.0);
-                self.index = Some(index);
-            }
-            None => {}
+        if self.entries.len() > LINEAR_MAX {
+            // Past the scan size: index every key.
+            let hashes = self.entries[..pos as usize].iter().map(|&(k, _)| graph.hash(k).unwrap_or(0));
+            let mut index = build_index(hashes, self.entries.capacity());
+            index.insert_unique(h, (h, pos), |e| e.0);
+            self.index = Some(index);
         }
     }
 }
@@ -185,6 +200,18 @@ impl Set {
     /// True when the set holds an item equal to `key` (a value of `graph`).
     pub fn contains(&self, graph: &Graph, key: Value) -> bool {
         graph.hash(key).is_ok_and(|h| self.find(graph, graph, h, key).is_some())
+    }
+
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.items.reserve(n);
+        match &mut self.index {
+            Some(index) => index.reserve(n, |e| e.0),
+            // Filling an empty set past the scan size: hash from the start.
+            None if self.items.is_empty() && n > LINEAR_MAX => {
+                self.index = Some(build_index(std::iter::empty(), n));
+            }
+            None => {}
+        }
     }
 
     pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value) {
@@ -244,7 +271,7 @@ impl KeyShape {
     fn matches(&self, pairs: &[Value]) -> bool {
         self.keys.len() * 2 == pairs.len()
             && !self.keys.is_empty()
-            && self.keys.iter().zip(pairs.iter().step_by(2)).all(|(&a, &b)| same_key(a, b))
+            && self.keys.iter().zip(pairs.chunks_exact(2)).all(|(&a, p)| same_key(a, p[0]))
     }
 
     /// Remembers the keys of `dict`, just filled from empty with `pairs`, if they qualify.
@@ -258,11 +285,11 @@ impl KeyShape {
             Value::Obj(id) => matches!(graph.get(id), super::Object::Str(_)),
             _ => false,
         };
-        if !pairs.iter().step_by(2).all(|&k| qualifies(k)) {
+        if !pairs.chunks_exact(2).all(|p| qualifies(p[0])) {
             return;
         }
         self.clear();
-        self.keys.extend(pairs.iter().step_by(2));
+        self.keys.extend(pairs.chunks_exact(2).map(|p| p[0]));
     }
 }
 

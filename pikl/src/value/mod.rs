@@ -421,7 +421,7 @@ impl<'a> Graph<'a> {
         let items = items.into_iter();
         d.reserve(items.size_hint().0);
         for (k, v) in items {
-            if self.is_flat_hashable(k) && d.insert_small(self, k, v) {
+            if !d.is_indexed() && self.is_flat_hashable(k) && d.insert_small(self, k, v) {
                 continue;
             }
             match self.hash(k) {
@@ -444,6 +444,8 @@ impl<'a> Graph<'a> {
             other => panic!("set_add_all on a {}", other.type_name()),
         };
         let mut res = Ok(());
+        let items = items.into_iter();
+        s.reserve(items.size_hint().0);
         for item in items {
             match self.hash(item) {
                 Ok(h) => s.insert(self, h, item),
