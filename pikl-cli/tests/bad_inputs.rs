@@ -11,8 +11,8 @@
 //! * `mutations_in_process`: every truncation and a deterministic set of single-byte mutations
 //!   of small corpus pickles, through the library in this process: no panic, errors carry an
 //!   offset inside the input and name it in their message, a proper prefix of one pickle never
-//!   loads, the slice and reader sources agree (values, and each error's offset and message), and whatever loads re-pickles at every protocol
-//!   into bytes pikl loads again.
+//!   loads, the slice and reader sources agree (values, and each error's offset and message),
+//!   and whatever loads re-pickles at every protocol into bytes pikl loads again.
 
 mod common;
 
