@@ -558,26 +558,20 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOp
         return Err(Error::eof(r.position()).with_message("ran out of input"));
     }
     // A slice's bytes are run directly where possible (see `Machine::hot`), inside the
-    // readable window: up to the end of the last frame opened while inside it, else the end.
+    // reader's window (the rest of the open frame, or of the input).
     let slice = match &m.input {
         Input::Slice(b) => Some(*b),
         Input::Record(_) => None,
     };
-    let mut frame_end = 0;
     loop {
         if let Some(data) = slice {
             let start = r.position() as usize;
-            let lim = if start < frame_end { frame_end } else { data.len() };
+            let lim = start + r.window().len();
             let end = m.hot(data, start, lim)?;
-            if end > start {
-                r.read_exact(end - start)?;
-            }
+            r.advance(end - start);
         }
         let (pos, op) = read_opcode(r)?;
         let res = m.step(r, op, pos);
-        if op == Opcode::Frame && res.is_ok() {
-            frame_end = r.position() as usize + slice.map_or(0, |d| read_frame_len(d, pos as usize));
-        }
         match res {
             Ok(true) => {}
             Ok(false) => {
@@ -589,11 +583,6 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOp
             Err(e) => return Err(e.at(pos).in_opcode(op)),
         }
     }
-}
-
-/// The length of the FRAME at `pos` of `data` (read and checked by `step`).
-fn read_frame_len(data: &[u8], pos: usize) -> usize {
-    u64::from_le_bytes(data[pos + 1..pos + 9].try_into().expect("8 bytes")) as usize
 }
 
 struct Machine<'de, 'o> {
