@@ -70,7 +70,16 @@ impl From<io::Error> for Failure {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (15 in the `mi_option_t` of both mimalloc v2 and v3, which
+/// `libmimalloc-sys` builds by default; the sys crate names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Give freed memory back at once rather than after mimalloc v3's default 1 s: a load
+    // regrowing a big list frees each old buffer, and keeping them raised peak RSS (convert
+    // ints.p5: 231 -> 152 MB, floats.p2: 133 -> 87 MB, at the same CPU time).
+    // SAFETY: sets a plain integer option.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Show(args) => show::run(args),
@@ -90,5 +99,17 @@ fn main() -> ExitCode {
             eprintln!("pikl: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Option 15 is `purge_delay`: its default is 1000 (ms, mimalloc v3), unlike its neighbours'
+    /// (1 and 0), unless the environment sets it.
+    #[test]
+    fn purge_delay_option_index() {
+        let expected = std::env::var("MIMALLOC_PURGE_DELAY").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        // SAFETY: reads a plain integer option.
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) }, expected);
     }
 }
