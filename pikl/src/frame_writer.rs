@@ -6,6 +6,7 @@
 //! are handed to the writer as they are ready, so memory stays bounded by one frame, unless the
 //! writer keeps everything in the buffer (`dumps`), which then becomes the output.
 
+use std::cell::RefCell;
 use std::io::Write;
 
 use crate::error::{Error, Result};
@@ -38,8 +39,12 @@ pub(crate) struct FrameWriter<W> {
     limit: usize,
     /// Everything stays in `buf` (the output of `dumps`); nothing reaches `out`.
     keep: bool,
-    /// Where [`FrameWriter::write_run`] encodes (here, zeroed once, not per run).
-    scratch: Scratch,
+}
+
+thread_local! {
+    /// Where [`FrameWriter::write_run`] encodes: one per thread, zeroed once, rather than a
+    /// field of every writer (a kilobyte to zero and to copy each time a pickler is made).
+    static SCRATCH_BUF: RefCell<Scratch> = const { RefCell::new([0; SCRATCH + RUN_WINDOW]) };
 }
 
 const INITIAL_SIZE: usize = 1 << 12;
@@ -55,7 +60,6 @@ impl<W: Write> FrameWriter<W> {
             need_frame: false,
             limit: FLUSH_SIZE,
             keep: false,
-            scratch: [0; SCRATCH + RUN_WINDOW],
         }
     }
 
@@ -161,6 +165,21 @@ impl<W: Write> FrameWriter<W> {
         max: usize,
         enc: impl Fn(&[T], &mut Scratch) -> (usize, usize),
     ) -> Result<usize> {
+        SCRATCH_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.write_run_in(items, max, &enc, &mut scratch),
+            // Only an encoder calling `write_run` could get here; ours do not.
+            Err(_) => self.write_run_in(items, max, &enc, &mut [0; SCRATCH + RUN_WINDOW]),
+        })
+    }
+
+    #[inline(always)]
+    fn write_run_in<T: Copy>(
+        &mut self,
+        items: &[T],
+        max: usize,
+        enc: &impl Fn(&[T], &mut Scratch) -> (usize, usize),
+        scratch: &mut Scratch,
+    ) -> Result<usize> {
         let mut done = 0;
         loop {
             self.boundary()?;
@@ -172,8 +191,8 @@ impl<W: Write> FrameWriter<W> {
             if k == 0 {
                 return Ok(done);
             }
-            let (n, len) = enc(&items[done..done + k], &mut self.scratch);
-            self.buf.extend_from_slice(&self.scratch[..len]);
+            let (n, len) = enc(&items[done..done + k], scratch);
+            self.buf.extend_from_slice(&scratch[..len]);
             done += n;
             if n < k || done == items.len() {
                 return Ok(done);

@@ -8,6 +8,7 @@
 //! / `bytearray` calls), Python 2 names below protocol 3, and framing. Saving is iterative: a
 //! graph nested a million deep is written without recursion.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -77,6 +78,15 @@ pub struct PicklerMemo {
 
 const NONE: u32 = u32::MAX;
 
+/// The biggest memo table [`dumps`] keeps for the next call on its thread.
+const RECYCLE_MAX: usize = 1 << 16;
+
+thread_local! {
+    /// The memo of the last [`dumps`] on this thread, emptied: the next one reuses its tables
+    /// rather than allocating them again.
+    static MEMO_CACHE: Cell<Option<Box<PicklerMemo>>> = const { Cell::new(None) };
+}
+
 /// A (module, name) pair looked up in [`PicklerMemo::names`] without allocating: it hashes as
 /// the owned pair does.
 #[derive(Hash)]
@@ -103,6 +113,25 @@ impl PicklerMemo {
         let next = self.names.len() as u32;
         self.names.insert((module.to_owned(), name.to_owned()), next);
         next
+    }
+
+    /// Forgets every entry, keeping the tables' memory and the (module, name) numbers (which
+    /// only key entries, so they stay valid from one pickle to the next). `None` when the
+    /// tables grew too big to keep around.
+    fn recycle(mut self: Box<Self>) -> Option<Box<Self>> {
+        if self.objs.capacity() > RECYCLE_MAX || self.other.capacity() > RECYCLE_MAX || self.names.len() > RECYCLE_MAX {
+            return None;
+        }
+        self.objs.clear();
+        for table in [&mut self.chars, &mut self.bytes] {
+            if !table.is_empty() {
+                table.fill(NONE);
+            }
+        }
+        self.other.clear();
+        self.len = 0;
+        self.graph_len = 0;
+        Some(self)
     }
 
     /// Makes room for objects numbered below `n`, so inserts do not grow the table one object
@@ -199,7 +228,8 @@ pub type BufferCallback<'h> = Box<dyn FnMut(&PickleBuffer) -> bool + 'h>;
 pub struct Pickler<'h, W: Write> {
     out: FrameWriter<W>,
     proto: u8,
-    memo: PicklerMemo,
+    /// Boxed, so that [`dumps`] can hand it to the next call cheaply.
+    memo: Box<PicklerMemo>,
     fix_imports: bool,
     persistent_id: Option<PersistentId<'h>>,
     buffer_callback: Option<BufferCallback<'h>>,
@@ -290,10 +320,14 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     fn with_writer(out: FrameWriter<W>, protocol: Option<i32>) -> Result<Self> {
+        Self::with_writer_memo(out, protocol, Box::default())
+    }
+
+    fn with_writer_memo(out: FrameWriter<W>, protocol: Option<i32>, memo: Box<PicklerMemo>) -> Result<Self> {
         Ok(Pickler {
             out,
             proto: resolve_protocol(protocol)?,
-            memo: PicklerMemo::default(),
+            memo,
             fix_imports: true,
             persistent_id: None,
             buffer_callback: None,
@@ -362,7 +396,7 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     /// Forgets the memo: objects dumped before are written again in full.
     pub fn clear_memo(&mut self) {
-        self.memo = PicklerMemo::default();
+        *self.memo = PicklerMemo::default();
     }
 
     /// The writer.
@@ -1942,9 +1976,15 @@ fn encode_pairs(items: &[(Value, Value)], out: &mut Scratch) -> (usize, usize) {
 
 /// Writes `v` at `protocol` into a new buffer (Python's `pickle.dumps`).
 pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> {
-    let mut p = Pickler::with_writer(FrameWriter::keeping(Vec::new()), protocol)?;
-    p.dump(graph, v)?;
-    Ok(p.out.take_buf())
+    let memo = MEMO_CACHE.with(Cell::take).unwrap_or_default();
+    let mut p = Pickler::with_writer_memo(FrameWriter::keeping(Vec::new()), protocol, memo)?;
+    let res = p.dump(graph, v);
+    let out = p.out.take_buf();
+    if let Some(memo) = p.memo.recycle() {
+        MEMO_CACHE.with(|c| c.set(Some(memo)));
+    }
+    res?;
+    Ok(out)
 }
 
 /// Writes `v` at `protocol` to `out` (Python's `pickle.dump`).
