@@ -258,6 +258,10 @@ enum Task<'g> {
     SaveSeq(&'g [Value], u8),
     /// Save these keys and values in order.
     SavePairs(&'g [(Value, Value)], u8),
+    /// Save each value, each followed by the opcode (APPEND at protocol 0).
+    SaveEach(&'g [Value], u8),
+    /// Save each key and value, each pair followed by the opcode (SETITEM at protocol 0).
+    SavePairsEach(&'g [(Value, Value)], u8),
     /// Save without consulting `persistent_id` (a persistent id itself).
     SaveNoPers(Value),
     Op(u8),
@@ -534,6 +538,57 @@ impl<'h, W: Write> Pickler<'h, W> {
                         self.out.write_byte(end);
                     }
                 }
+                Task::SaveEach(items, op) => {
+                    let mut rest = items;
+                    while let [v, tail @ ..] = rest {
+                        rest = tail;
+                        if self.save_text_scalar(*v)? {
+                            self.out.write_byte(op);
+                            continue;
+                        }
+                        let before = tasks.len();
+                        self.save_one(g, *v, &mut tasks)?;
+                        if tasks.len() > before {
+                            // Below the item's tasks: its opcode, then the rest.
+                            tasks.insert(before, Task::Op(op));
+                            if !rest.is_empty() {
+                                tasks.insert(before, Task::SaveEach(rest, op));
+                            }
+                            break;
+                        }
+                        self.out.write_byte(op);
+                    }
+                }
+                Task::SavePairsEach(items, op) => {
+                    let mut rest = items;
+                    while let [(k, v), tail @ ..] = rest {
+                        rest = tail;
+                        if !self.save_text_scalar(*k)? {
+                            let before = tasks.len();
+                            self.save_one(g, *k, &mut tasks)?;
+                            if tasks.len() > before {
+                                tasks.insert(before, Task::Save(*v));
+                                tasks.insert(before, Task::Op(op));
+                                if !rest.is_empty() {
+                                    tasks.insert(before, Task::SavePairsEach(rest, op));
+                                }
+                                break;
+                            }
+                        }
+                        if !self.save_text_scalar(*v)? {
+                            let before = tasks.len();
+                            self.save_one(g, *v, &mut tasks)?;
+                            if tasks.len() > before {
+                                tasks.insert(before, Task::Op(op));
+                                if !rest.is_empty() {
+                                    tasks.insert(before, Task::SavePairsEach(rest, op));
+                                }
+                                break;
+                            }
+                        }
+                        self.out.write_byte(op);
+                    }
+                }
                 Task::SaveNoPers(v) => {
                     self.out.boundary()?;
                     self.save(g, v, &mut tasks)?;
@@ -737,9 +792,8 @@ impl<'h, W: Write> Pickler<'h, W> {
     /// A memo index as PUT / GET write it: one byte, four bytes, or decimal text at protocol 0.
     fn write_memo_op(&mut self, idx: u32, short: Op, long: Op, text: Op) {
         if self.proto == 0 {
-            self.out.write_byte(text as u8);
-            self.out.write(itoa::Buffer::new().format(idx).as_bytes());
-            self.out.write_byte(b'\n');
+            let (b, n) = text_line(text as u8, false, idx);
+            self.out.write_16(b, n);
         } else if idx < 256 {
             self.out.write(&[short as u8, idx as u8]);
         } else {
@@ -757,6 +811,31 @@ impl<'h, W: Write> Pickler<'h, W> {
             }
             None => false,
         }
+    }
+
+    /// [`Pickler::save_one`] of a protocol 0 int (of 32 bits) or None, without a
+    /// `persistent_id` hook; false (nothing written) for anything else.
+    #[inline(always)]
+    fn save_text_scalar(&mut self, v: Value) -> Result<bool> {
+        if self.persistent_id.is_some() {
+            return Ok(false);
+        }
+        self.out.boundary()?;
+        Ok(match v {
+            Value::Int(i) => match i32::try_from(i) {
+                Ok(small) => {
+                    let (b, n) = text_line(Op::Int as u8, small < 0, small.unsigned_abs());
+                    self.out.write_16(b, n);
+                    true
+                }
+                Err(_) => false,
+            },
+            Value::None => {
+                self.out.write_byte(Op::None as u8);
+                true
+            }
+            _ => false,
+        })
     }
 
     /// True when values may be saved by [`Pickler::save_value_fast`] and scalars written by
@@ -958,9 +1037,8 @@ impl<'h, W: Write> Pickler<'h, W> {
                     self.out.write(&small.to_le_bytes());
                 }
             } else {
-                self.out.write_byte(Op::Int as u8);
-                self.out.write(itoa::Buffer::new().format(small).as_bytes());
-                self.out.write_byte(b'\n');
+                let (b, n) = text_line(Op::Int as u8, small < 0, small.unsigned_abs());
+                self.out.write_16(b, n);
             }
             return;
         }
@@ -1034,6 +1112,11 @@ impl<'h, W: Write> Pickler<'h, W> {
                 h[1..].copy_from_slice(&(n as u32).to_le_bytes());
                 self.out.write_payload(&h, bytes)?;
             }
+        } else if bytes.iter().all(|&b| (0x20..0x80).contains(&b) && b != b'\\' || b == b'\t') {
+            // ASCII that `raw-unicode-escape` leaves as it is (no backslash, NUL, LF, CR, ^Z).
+            self.out.write_byte(Op::Unicode as u8);
+            self.out.write(bytes);
+            self.out.write_byte(b'\n');
         } else {
             let mut text = Vec::with_capacity(bytes.len() + 2);
             text.push(Op::Unicode as u8);
@@ -1625,9 +1708,8 @@ impl<'h, W: Write> Pickler<'h, W> {
     #[inline]
     fn batch_appends<'g>(&mut self, items: &'g [Value], batching: Batching, tasks: &mut Vec<Task<'g>>) {
         if self.proto == 0 {
-            for &v in items.iter().rev() {
-                tasks.push(Task::Op(Op::Append as u8));
-                tasks.push(Task::Save(v));
+            if !items.is_empty() {
+                tasks.push(Task::SaveEach(items, Op::Append as u8));
             }
             return;
         }
@@ -1658,10 +1740,8 @@ impl<'h, W: Write> Pickler<'h, W> {
     #[inline]
     fn batch_setitems<'g>(&mut self, items: &'g [(Value, Value)], batching: Batching, tasks: &mut Vec<Task<'g>>) {
         if self.proto == 0 {
-            for &(k, v) in items.iter().rev() {
-                tasks.push(Task::Op(Op::SetItem as u8));
-                tasks.push(Task::Save(v));
-                tasks.push(Task::Save(k));
+            if !items.is_empty() {
+                tasks.push(Task::SavePairsEach(items, Op::SetItem as u8));
             }
             return;
         }
@@ -1853,6 +1933,31 @@ pub(crate) fn raw_unicode_escape(code_points: impl IntoIterator<Item = u32>, out
             out.push(cp as u8);
         }
     }
+}
+
+/// `op`, the decimal digits of `n` (with a minus sign when `neg`) and a newline, in the first
+/// `len` of 16 bytes: at most 13 are used.
+#[inline(always)]
+fn text_line(op: u8, neg: bool, mut n: u32) -> ([u8; 16], usize) {
+    let mut b = [0; 16];
+    let mut pos = 15;
+    b[15] = b'\n';
+    loop {
+        pos -= 1;
+        b[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if neg {
+        pos -= 1;
+        b[pos] = b'-';
+    }
+    pos -= 1;
+    b[pos] = op;
+    // Moved to the start.
+    ((u128::from_le_bytes(b) >> (pos * 8)).to_le_bytes(), 16 - pos)
 }
 
 /// What is left of a [`Task::SaveSeq`] once an item pushed tasks: the rest, or its opcode.
