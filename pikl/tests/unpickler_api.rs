@@ -343,11 +343,12 @@ fn stream_of_pickles_through_small_buffers() {
     }
 }
 
-/// Protocol 0 opcodes that the loader's fast path runs (INT, GET, PUT, APPEND, SETITEM) give
-/// the same values and the same errors at the same offsets as the general path, which a
-/// 1-byte reader forces (CPython 3.11's results in the comments).
+/// Opcodes that the loader's fast path runs (INT, GET, PUT, APPEND, SETITEM at protocol 0;
+/// APPENDS, SETITEMS, TUPLE1-3 at 2) give the same values and the same errors at the same
+/// offsets as the general path, which a 1-byte reader forces (values and messages as CPython
+/// 3.11 gives them).
 #[test]
-fn protocol_0_fast_path_matches_the_general_path() {
+fn fast_path_matches_the_general_path() {
     let values: &[(&[u8], &str)] = &[
         (b"I010\n.", "8"), // strtol's octal
         (b"I00\n.", "False"),
@@ -356,6 +357,9 @@ fn protocol_0_fast_path_matches_the_general_path() {
         (b"I123456789012345678901\n.", "123456789012345678901"),
         (b"(lp0\nI1\nap0\np1\ng0\na.", "[1, [...]]"),
         (b"(dp0\nI1\n(dp1\nsI1\nI2\ns.", "{1: 2}"),
+        (b"\x80\x02](K\x01K\x02e(K\x03e.", "[1, 2, 3]"),
+        (b"\x80\x02}(K\x01K\x02K\x03K\x04u.", "{1: 2, 3: 4}"),
+        (b"\x80\x02K\x01K\x02K\x03\x87.", "(1, 2, 3)"),
     ];
     for &(data, repr) in values {
         assert_eq!(load_slice(data), repr);
@@ -367,6 +371,11 @@ fn protocol_0_fast_path_matches_the_general_path() {
         (b"(lp0\nI1\nag7\n.", 9, "Memo value not found at index 7"),
         (b"(lp0\nI1\nI2\ns.", 11, "item assignment"),
         (b"(lp0\nI1\nI2\nI3\ns.", 14, "cannot set items on int"),
+        (b"\x80\x02}(]K\x01u.", 7, "unhashable type: 'list'"),
+        (b"\x80\x02}(K\x01u.", 6, "odd number of items for SETITEMS"),
+        (b"\x80\x02}(K\x01K\x02e.", 8, "'dict' object has no attribute 'append'"),
+        (b"\x80\x02(K\x01\x86.", 5, "unexpected MARK found"),
+        (b"\x80\x02K\x01e.", 4, "could not find MARK"),
     ];
     for &(data, offset, msg) in errors {
         for capacity in [0, 1] {

@@ -36,6 +36,11 @@ mod op {
     pub const PUT: u8 = b'p';
     pub const APPEND: u8 = b'a';
     pub const SETITEM: u8 = b's';
+    pub const APPENDS: u8 = b'e';
+    pub const SETITEMS: u8 = b'u';
+    pub const TUPLE1: u8 = 0x85;
+    pub const TUPLE2: u8 = 0x86;
+    pub const TUPLE3: u8 = 0x87;
 }
 
 /// The digits of a protocol 0 `INT`, `GET` or `PUT` line starting after the opcode at `at`, and
@@ -208,6 +213,40 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         };
                         stack.push(v);
                         2 + n
+                    }
+                    op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                        let n = (b - op::TUPLE1 + 1) as usize;
+                        if stack.len() < *fence + n || graph.len() >= max_objects {
+                            break;
+                        }
+                        let items = stack.split_off(stack.len() - n);
+                        stack.push(graph.add(Object::Tuple(items)));
+                        1
+                    }
+                    // The items above the innermost mark, onto the list or dict below it.
+                    op::APPENDS | op::SETITEMS => {
+                        let Some(&start) = marks.last() else { break };
+                        let outer = if marks.len() >= 2 { marks[marks.len() - 2] } else { 0 };
+                        if start <= outer {
+                            break;
+                        }
+                        let Value::Obj(id) = stack[start - 1] else { break };
+                        let items = &stack[start..];
+                        match graph.get_mut(id) {
+                            Object::List(list) if b == op::APPENDS => list.extend_from_slice(items),
+                            Object::Dict(_) if b == op::SETITEMS && items.len() % 2 == 0 => {
+                                // An unhashable key stops the fill; `step` repeats it (setting
+                                // the same items again) and reports the error.
+                                if graph.dict_set_pairs(id, items, key_shape).is_err() {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        }
+                        stack.truncate(start);
+                        marks.pop();
+                        *fence = outer;
+                        1
                     }
                     // Protocols 0 and 1 add items one at a time: onto a list or a dict here.
                     op::APPEND => {
