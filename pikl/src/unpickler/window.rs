@@ -207,9 +207,17 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         if n > data.len() - start || graph.len() >= max_objects {
                             break;
                         }
-                        let v = match decode_long(&data[start..start + n]) {
-                            ParsedInt::Small(v) => Value::Int(v),
-                            ParsedInt::Big(big) => graph.add(Object::Int(big)),
+                        let v = match data.get(start..start + 8) {
+                            // 1 to 8 bytes, with 8 readable: one load, sign-extended.
+                            Some(word) if (1..=8).contains(&n) => {
+                                let shift = 64 - 8 * n as u32;
+                                let raw = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                                Value::Int(((raw << shift) as i64) >> shift)
+                            }
+                            _ => match decode_long(&data[start..start + n]) {
+                                ParsedInt::Small(v) => Value::Int(v),
+                                ParsedInt::Big(big) => graph.add(Object::Int(big)),
+                            },
                         };
                         stack.push(v);
                         2 + n
