@@ -194,7 +194,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             break;
                         }
                         let s = match borrowed {
-                            Some(d) => PyStr::from_surrogatepass(&d[start..start + n]),
+                            Some(d) => PyStr::borrowed_from_surrogatepass(&d[start..start + n]),
                             None => PyStr::copied_from_surrogatepass(&data[start..start + n]),
                         };
                         let Some(s) = s else { break };

@@ -118,6 +118,13 @@ impl<'a> PyStr<'a> {
         surrogatepass_ok(&bytes).then(|| PyStr { repr: Repr::from_cow(bytes) })
     }
 
+    /// A str borrowing surrogatepass UTF-8 bytes, or `None` if they are not valid even
+    /// allowing surrogates (the loader's hot path: no `Cow` to build and match).
+    #[inline(always)]
+    pub(crate) fn borrowed_from_surrogatepass(bytes: &'a [u8]) -> Option<Self> {
+        surrogatepass_ok(bytes).then_some(PyStr { repr: Repr::Borrowed(bytes) })
+    }
+
     /// A str copied from surrogatepass UTF-8 bytes (inline when short), or `None` if they are
     /// not valid even allowing surrogates.
     #[inline]
