@@ -198,7 +198,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             None => PyStr::copied_from_surrogatepass(&data[start..start + n]),
                         };
                         let Some(s) = s else { break };
-                        stack.push(interned.str(graph, s));
+                        // Only strs of up to 2 bytes can be CPython's shared ones.
+                        stack.push(if n > 2 { graph.add(Object::Str(s)) } else { interned.str(graph, s) });
                         head + n
                     }
                     op::LONG1 => {
