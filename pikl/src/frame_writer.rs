@@ -192,7 +192,13 @@ impl<W: Write> FrameWriter<W> {
                 return Ok(done);
             }
             let (n, len) = enc(&items[done..done + k], scratch);
+            let cap = self.buf.capacity();
             self.buf.extend_from_slice(&scratch[..len]);
+            if self.buf.capacity() != cap && self.keep {
+                // Output grown by doubling, written once: huge pages (past 4 MiB) fault 512
+                // times less often.
+                crate::huge_pages::advise_vec(&self.buf, cap);
+            }
             done += n;
             if n < k || done == items.len() {
                 return Ok(done);
@@ -249,6 +255,8 @@ impl<W: Write> FrameWriter<W> {
         self.set_framing(false);
         self.write(header);
         if self.keep {
+            self.buf.reserve(payload.len());
+            crate::pickler::populate::populate_spare(&mut self.buf, payload.len());
             self.write(payload);
         } else {
             self.flush_buf()?;
