@@ -197,7 +197,7 @@ impl<W: Write> FrameWriter<W> {
             if self.buf.capacity() != cap && self.keep {
                 // Output grown by doubling, written once: huge pages (past 4 MiB) fault 512
                 // times less often.
-                crate::huge_pages::advise_vec(&self.buf, cap);
+                crate::mem_advice::advise_vec(&self.buf, cap);
             }
             done += n;
             if n < k || done == items.len() {
@@ -256,7 +256,7 @@ impl<W: Write> FrameWriter<W> {
         self.write(header);
         if self.keep {
             self.buf.reserve(payload.len());
-            crate::pickler::populate::populate_spare(&mut self.buf, payload.len());
+            crate::mem_advice::populate_spare(&mut self.buf, payload.len());
             self.write(payload);
         } else {
             self.flush_buf()?;

@@ -14,8 +14,6 @@ use std::io::Write;
 
 use crate::compat;
 
-#[path = "populate.rs"]
-pub(crate) mod populate;
 use crate::error::{Error, Result};
 use crate::frame_writer::{put_16, FrameWriter, Scratch};
 use crate::opcodes::Opcode as Op;

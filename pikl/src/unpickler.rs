@@ -290,7 +290,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.graph.reserve((len / 8).min(1 << 22).saturating_sub(self.graph.len()));
         let old = self.memo.dense.capacity();
         self.memo.dense.reserve((len / 8).min(1 << 20).saturating_sub(self.memo.dense.len()));
-        crate::huge_pages::advise_vec(&self.memo.dense, old);
+        crate::mem_advice::advise_vec(&self.memo.dense, old);
     }
 
     /// Sets the options.

@@ -11,36 +11,38 @@ use crate::read::{Bytes, Read};
 use crate::text::{self, ParsedInt};
 use crate::value::{Object, PyStr, Value};
 
-/// Opcode bytes run here (see `crate::opcodes`).
+/// Opcode bytes run here.
 mod op {
-    pub const MARK: u8 = b'(';
-    pub const BININT: u8 = b'J';
-    pub const BININT1: u8 = b'K';
-    pub const BININT2: u8 = b'M';
-    pub const LONG1: u8 = 0x8a;
-    pub const NONE: u8 = b'N';
-    pub const NEWTRUE: u8 = 0x88;
-    pub const NEWFALSE: u8 = 0x89;
-    pub const BINFLOAT: u8 = b'G';
-    pub const SHORT_BINUNICODE: u8 = 0x8c;
-    pub const BINUNICODE: u8 = b'X';
-    pub const EMPTY_LIST: u8 = b']';
-    pub const EMPTY_DICT: u8 = b'}';
-    pub const BINGET: u8 = b'h';
-    pub const LONG_BINGET: u8 = b'j';
-    pub const BINPUT: u8 = b'q';
-    pub const LONG_BINPUT: u8 = b'r';
-    pub const MEMOIZE: u8 = 0x94;
-    pub const INT: u8 = b'I';
-    pub const GET: u8 = b'g';
-    pub const PUT: u8 = b'p';
-    pub const APPEND: u8 = b'a';
-    pub const SETITEM: u8 = b's';
-    pub const APPENDS: u8 = b'e';
-    pub const SETITEMS: u8 = b'u';
-    pub const TUPLE1: u8 = 0x85;
-    pub const TUPLE2: u8 = 0x86;
-    pub const TUPLE3: u8 = 0x87;
+    use crate::opcodes::Opcode;
+
+    pub const MARK: u8 = Opcode::Mark as u8;
+    pub const BININT: u8 = Opcode::BinInt as u8;
+    pub const BININT1: u8 = Opcode::BinInt1 as u8;
+    pub const BININT2: u8 = Opcode::BinInt2 as u8;
+    pub const LONG1: u8 = Opcode::Long1 as u8;
+    pub const NONE: u8 = Opcode::None as u8;
+    pub const NEWTRUE: u8 = Opcode::NewTrue as u8;
+    pub const NEWFALSE: u8 = Opcode::NewFalse as u8;
+    pub const BINFLOAT: u8 = Opcode::BinFloat as u8;
+    pub const SHORT_BINUNICODE: u8 = Opcode::ShortBinUnicode as u8;
+    pub const BINUNICODE: u8 = Opcode::BinUnicode as u8;
+    pub const EMPTY_LIST: u8 = Opcode::EmptyList as u8;
+    pub const EMPTY_DICT: u8 = Opcode::EmptyDict as u8;
+    pub const BINGET: u8 = Opcode::BinGet as u8;
+    pub const LONG_BINGET: u8 = Opcode::LongBinGet as u8;
+    pub const BINPUT: u8 = Opcode::BinPut as u8;
+    pub const LONG_BINPUT: u8 = Opcode::LongBinPut as u8;
+    pub const MEMOIZE: u8 = Opcode::Memoize as u8;
+    pub const INT: u8 = Opcode::Int as u8;
+    pub const GET: u8 = Opcode::Get as u8;
+    pub const PUT: u8 = Opcode::Put as u8;
+    pub const APPEND: u8 = Opcode::Append as u8;
+    pub const SETITEM: u8 = Opcode::SetItem as u8;
+    pub const APPENDS: u8 = Opcode::Appends as u8;
+    pub const SETITEMS: u8 = Opcode::SetItems as u8;
+    pub const TUPLE1: u8 = Opcode::Tuple1 as u8;
+    pub const TUPLE2: u8 = Opcode::Tuple2 as u8;
+    pub const TUPLE3: u8 = Opcode::Tuple3 as u8;
 }
 
 /// The digits of a protocol 0 `INT`, `GET` or `PUT` line starting after the opcode at `at`, and

@@ -18,6 +18,16 @@ fn build_index(hashes: impl Iterator<Item = u64>, capacity: usize) -> Index {
     Box::new(t)
 }
 
+/// Makes room in the index of a dict or set of `len` entries for `n` more; filling an empty
+/// one past the scan size hashes from the start.
+fn reserve_index(index: &mut Option<Index>, len: usize, n: usize) {
+    match index {
+        Some(index) => index.reserve(n, |e| e.0),
+        None if len == 0 && n > LINEAR_MAX => *index = Some(build_index(std::iter::empty(), n)),
+        None => {}
+    }
+}
+
 /// A Python `dict`: entries in insertion order, keys unique under Python's equality.
 #[derive(Clone, Debug, Default)]
 pub struct Dict {
@@ -88,14 +98,7 @@ impl Dict {
 
     pub(crate) fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
-        match &mut self.index {
-            Some(index) => index.reserve(n, |e| e.0),
-            // Filling an empty dict past the scan size: hash from the start.
-            None if self.entries.is_empty() && n > LINEAR_MAX => {
-                self.index = Some(build_index(std::iter::empty(), n));
-            }
-            None => {}
-        }
+        reserve_index(&mut self.index, self.entries.len(), n);
     }
 
     /// Fills an empty dict with `pairs` (key, value, key, value, ...) whose keys are known to
@@ -204,14 +207,7 @@ impl Set {
 
     pub(crate) fn reserve(&mut self, n: usize) {
         self.items.reserve(n);
-        match &mut self.index {
-            Some(index) => index.reserve(n, |e| e.0),
-            // Filling an empty set past the scan size: hash from the start.
-            None if self.items.is_empty() && n > LINEAR_MAX => {
-                self.index = Some(build_index(std::iter::empty(), n));
-            }
-            None => {}
-        }
+        reserve_index(&mut self.index, self.items.len(), n);
     }
 
     pub(crate) fn insert(&mut self, graph: &Graph, h: u64, key: Value) {

@@ -271,7 +271,7 @@ impl<'a> Graph<'a> {
     pub fn reserve(&mut self, n: usize) {
         let old = self.objects.capacity();
         self.objects.reserve(n);
-        crate::huge_pages::advise_vec(&self.objects, old);
+        crate::mem_advice::advise_vec(&self.objects, old);
     }
 
     /// Number of objects.

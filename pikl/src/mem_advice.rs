@@ -1,0 +1,87 @@
+//! Advice to the kernel about big buffers (`madvise`): huge pages for the loader's big arrays
+//! and the pickler's output, and pre-faulting for a large payload about to be copied in.
+//!
+//! Loading a large pickle fills a few big arrays (the object arena and the memo, both sized up
+//! front) from fresh memory. With 4 KiB pages every page is a fault the kernel zeroes and maps one at a
+//! time: on a virtual machine that is most of a strs- or records-heavy load. Where the kernel
+//! makes huge pages on request only (`/sys/kernel/mm/transparent_hugepage/enabled` is
+//! `madvise`, the common default), asking for them turns 512 faults into one. A large payload
+//! copied into fresh output memory takes one fault per page too: `MADV_POPULATE_WRITE` (Linux
+//! 5.14+) maps the whole range in one call instead. Neither changes any byte already there, so
+//! both are safe on any memory the caller owns; where unsupported they fail and are ignored.
+//!
+//! Measured on a 2-core VM: strs p5 loads 179 -> 125 ms, records p5 92 -> 74 ms (huge pages);
+//! bytes p5 dumps 129 -> 96 ms (pre-faulting). Not applied to lists grown by doubling: advising
+//! each new buffer made ints p5 slower (72 -> 100 ms), as every regrowth faults and zeroes fresh
+//! huge pages.
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+}
+
+/// Below this many bytes an array is not worth advising huge pages for.
+const HUGE_MIN_BYTES: usize = 4 << 20;
+
+/// Asks the kernel to back the whole 2 MiB-aligned pages inside `len` bytes at `ptr` (memory
+/// the caller owns) with huge pages.
+#[cfg(target_os = "linux")]
+pub(crate) fn advise(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    const MADV_HUGEPAGE: i32 = 14;
+    if len < HUGE_MIN_BYTES {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside an allocation the caller owns; MADV_HUGEPAGE only sets
+        // a flag on the mapping and never changes memory contents. A failure (no THP support)
+        // is harmless and ignored.
+        unsafe {
+            madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// No huge-page advice on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn advise(_ptr: *const u8, _len: usize) {}
+
+/// Advises the buffer of `v` when its capacity has just grown past [`HUGE_MIN_BYTES`].
+#[inline]
+pub(crate) fn advise_vec<T>(v: &Vec<T>, old_capacity: usize) {
+    if v.capacity() != old_capacity {
+        advise(v.as_ptr() as *const u8, v.capacity() * std::mem::size_of::<T>());
+    }
+}
+
+/// Below this many bytes a range is left to fault page by page.
+const POPULATE_MIN_BYTES: usize = 256 << 10;
+
+/// Maps the whole pages inside the spare capacity of `v`, up to `len` bytes past its end.
+#[cfg(target_os = "linux")]
+pub(crate) fn populate_spare(v: &mut Vec<u8>, len: usize) {
+    const PAGE: usize = 4096;
+    const MADV_POPULATE_WRITE: i32 = 23;
+    let spare = v.spare_capacity_mut();
+    let len = len.min(spare.len());
+    if len < POPULATE_MIN_BYTES {
+        return;
+    }
+    let ptr = spare.as_mut_ptr() as usize;
+    let start = ptr.next_multiple_of(PAGE);
+    let end = (ptr + len) & !(PAGE - 1);
+    if end > start {
+        // SAFETY: [start, end) lies inside the Vec's allocation (its spare capacity, which we
+        // hold by `&mut`); MADV_POPULATE_WRITE only maps pages, never changing the contents of
+        // one already mapped, so no byte the Vec holds changes. A failure is harmless.
+        unsafe {
+            madvise(start as *mut std::ffi::c_void, end - start, MADV_POPULATE_WRITE);
+        }
+    }
+}
+
+/// Nothing to do on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn populate_spare(_v: &mut Vec<u8>, _len: usize) {}
