@@ -168,7 +168,7 @@ impl Interned {
             }
         };
         if self.strs.capacity() == 0 {
-            self.strs.reserve(16);
+            self.strs = Vec::with_capacity(16);
         }
         match self.strs.binary_search_by_key(&key, |e| e.0) {
             Ok(i) => Value::Obj(self.strs[i].1),
@@ -289,7 +289,13 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         self.graph.reserve((len / 8).min(1 << 22).saturating_sub(self.graph.len()));
         let old = self.memo.dense.capacity();
-        self.memo.dense.reserve((len / 8).min(1 << 20).saturating_sub(self.memo.dense.len()));
+        let want = (len / 8).min(1 << 20);
+        if old == 0 {
+            // `with_capacity` skips `reserve`'s growth path: this runs once per small load.
+            self.memo.dense = Vec::with_capacity(want);
+        } else {
+            self.memo.dense.reserve(want.saturating_sub(self.memo.dense.len()));
+        }
         crate::mem_advice::advise_vec(&self.memo.dense, old);
     }
 

@@ -270,7 +270,12 @@ impl<'a> Graph<'a> {
     /// Reserves room for `n` more objects.
     pub fn reserve(&mut self, n: usize) {
         let old = self.objects.capacity();
-        self.objects.reserve(n);
+        if old == 0 {
+            // `with_capacity` skips `reserve`'s growth path: this runs once per small load.
+            self.objects = Vec::with_capacity(n);
+        } else {
+            self.objects.reserve(n);
+        }
         crate::mem_advice::advise_vec(&self.objects, old);
     }
 
