@@ -825,6 +825,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if start <= self.fence {
             return Err(underflow_msg(!self.marks.is_empty()));
         }
+        if start == self.stack.len() {
+            // No items: nothing to do, whatever the target (as CPython's do_append,
+            // do_setitems and load_additems).
+            return Ok(());
+        }
         let target = self.stack[start - 1];
         let stack = std::mem::take(&mut self.stack);
         let res = op(self, target, &stack[start..]);

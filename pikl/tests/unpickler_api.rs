@@ -371,6 +371,15 @@ fn fast_path_matches_the_general_path() {
         ),
         (b"\x80\x02\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80.", "-9223372036854775808"),
         (b"\x80\x02\x8a\t\x00\x00\x00\x00\x00\x00\x00\x00\xff.", "-18446744073709551616"),
+        (b"\x80\x04\x8f(K\x01K\x02K\x01\x90.", "{1, 2}"),
+        (b"\x80\x04).", "()"),
+        // An empty APPENDS, SETITEMS or ADDITEMS batch does nothing, whatever is below it.
+        (b"\x80\x04}(e.", "{}"),
+        (b"\x80\x04](u.", "[]"),
+        (b"\x80\x04](\x90.", "[]"),
+        (b"\x80\x04K\x01(e.", "1"),
+        (b"\x80\x04K\x01(u.", "1"),
+        (b"\x80\x04K\x01(\x90.", "1"),
     ];
     for &(data, repr) in values {
         assert_eq!(load_slice(data), repr);
@@ -387,6 +396,8 @@ fn fast_path_matches_the_general_path() {
         (b"\x80\x02}(K\x01K\x02e.", 8, "'dict' object has no attribute 'append'"),
         (b"\x80\x02(K\x01\x86.", 5, "unexpected MARK found"),
         (b"\x80\x02K\x01e.", 4, "could not find MARK"),
+        (b"\x80\x04\x8f(]\x90.", 5, "unhashable type: 'list'"),
+        (b"\x80\x04](K\x01\x90.", 6, "'list' object has no attribute 'add'"),
     ];
     for &(data, offset, msg) in errors {
         for capacity in [0, 1] {

@@ -43,6 +43,9 @@ mod op {
     pub const TUPLE1: u8 = Opcode::Tuple1 as u8;
     pub const TUPLE2: u8 = Opcode::Tuple2 as u8;
     pub const TUPLE3: u8 = Opcode::Tuple3 as u8;
+    pub const EMPTY_TUPLE: u8 = Opcode::EmptyTuple as u8;
+    pub const EMPTY_SET: u8 = Opcode::EmptySet as u8;
+    pub const ADDITEMS: u8 = Opcode::AddItems as u8;
 }
 
 /// The digits of a protocol 0 `INT`, `GET` or `PUT` line starting after the opcode at `at`, and
@@ -171,14 +174,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         }
                         len
                     }
-                    op::EMPTY_LIST | op::EMPTY_DICT => {
+                    op::EMPTY_LIST | op::EMPTY_DICT | op::EMPTY_TUPLE | op::EMPTY_SET => {
                         if graph.len() >= max_objects {
                             break;
                         }
-                        let obj = if b == op::EMPTY_LIST {
-                            Object::List(Vec::new())
-                        } else {
-                            Object::Dict(Default::default())
+                        let obj = match b {
+                            op::EMPTY_LIST => Object::List(Vec::new()),
+                            op::EMPTY_DICT => Object::Dict(Default::default()),
+                            op::EMPTY_TUPLE => Object::Tuple(Vec::new()),
+                            _ => Object::Set(Default::default()),
                         };
                         stack.push(graph.add(obj));
                         1
@@ -234,8 +238,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         stack.push(graph.add(Object::Tuple(items)));
                         1
                     }
-                    // The items above the innermost mark, onto the list or dict below it.
-                    op::APPENDS | op::SETITEMS => {
+                    // The items above the innermost mark, onto the list, dict or set below it.
+                    op::APPENDS | op::SETITEMS | op::ADDITEMS => {
                         let Some(&start) = marks.last() else { break };
                         let outer = if marks.len() >= 2 { marks[marks.len() - 2] } else { 0 };
                         if start <= outer {
@@ -249,6 +253,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                                 // An unhashable key stops the fill; `step` repeats it (setting
                                 // the same items again) and reports the error.
                                 if graph.dict_set_pairs(id, items, key_shape).is_err() {
+                                    break;
+                                }
+                            }
+                            Object::Set(_) if b == op::ADDITEMS => {
+                                // As for SETITEMS: adding the same items again is harmless.
+                                if graph.set_add_all(id, items.iter().copied()).is_err() {
                                     break;
                                 }
                             }
