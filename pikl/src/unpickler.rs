@@ -932,13 +932,20 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if !self.noload {
             self.intern_state_keys(state);
         }
+        // CPython's load_build: a None state sets nothing on any object; a dict state goes into
+        // the object's `__dict__`, which builtin values lack (classes and functions have one).
         let Value::Obj(id) = target else {
-            return if self.noload { Ok(()) } else { Err(bad(format!("cannot BUILD {}", self.type_name(target)))) };
+            return if self.noload || state == Value::None {
+                Ok(())
+            } else {
+                Err(bad(format!("cannot BUILD {}", self.type_name(target))))
+            };
         };
-        let trivial = state == Value::None || self.graph.view(state).as_dict().is_some_and(|d| d.is_empty());
+        let empty_dict = self.graph.view(state).as_dict().is_some_and(|d| d.is_empty());
         let previous = match self.graph.get_mut(id) {
             Object::Instance(inst) => inst.state.replace(state),
-            _ if trivial => return Ok(()),
+            _ if state == Value::None => return Ok(()),
+            Object::Global(_) | Object::PersistentId(_) | Object::Extension(_) if empty_dict => return Ok(()),
             other => return Err(bad(format!("'{}' object has no attribute '__dict__'", other.type_name()))),
         };
         // A second BUILD with dict states updates the first, as `__dict__.update` would.
