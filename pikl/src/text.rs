@@ -100,6 +100,16 @@ pub(crate) fn plain_decimal(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
+/// CPython's `INT` (`load_int`): a two-character argument that strtol reads whole as 0 or 1
+/// is a bool (`00`, `01`, and also `-0`, `+1`, ` 1`).
+pub(crate) fn int_bool(line: &[u8]) -> Option<bool> {
+    match (line.len(), strtol(line)) {
+        (2, Some(0)) => Some(false),
+        (2, Some(1)) => Some(true),
+        _ => None,
+    }
+}
+
 pub(crate) fn parse_int(line: &[u8]) -> Option<ParsedInt> {
     // strtol reads a leading 0 as octal: only "0" itself takes the shortcut.
     let (neg, digits) = match line.split_first() {

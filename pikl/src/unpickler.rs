@@ -842,6 +842,27 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         let Value::Obj(id) = target else {
             return if self.noload { Ok(()) } else { Err(bad(format!("cannot append to {}", self.type_name(target)))) };
         };
+        if let Object::ByteArray(_) = self.graph.get(id) {
+            // CPython calls `bytearray.extend(items)`: ints in range(256) only.
+            let mut add = Vec::with_capacity(items.len());
+            for &item in items {
+                match item {
+                    Value::Int(i) if (0..256).contains(&i) => add.push(i as u8),
+                    Value::Bool(b) => add.push(b as u8),
+                    Value::Int(_) => return Err(bad("byte must be in range(0, 256)")),
+                    v if matches!(self.graph.object(v), Some(Object::Int(_))) => {
+                        return Err(bad("byte must be in range(0, 256)"))
+                    }
+                    v => {
+                        return Err(bad(format!("'{}' object cannot be interpreted as an integer", self.type_name(v))))
+                    }
+                }
+            }
+            if let Object::ByteArray(bytes) = self.graph.get_mut(id) {
+                bytes.extend_from_slice(&add);
+            }
+            return Ok(());
+        }
         match self.graph.get_mut(id) {
             Object::List(list) => list.extend_from_slice(items),
             Object::Instance(inst) => inst.list_items.extend_from_slice(items),
@@ -1091,13 +1112,11 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             Int => {
                 let line = r.read_line()?;
-                let v = match &*line {
-                    b"00" => Value::Bool(false),
-                    b"01" => Value::Bool(true),
-                    l => {
-                        let p = text::parse_int(l).ok_or_else(|| bad("could not convert string to int"))?;
-                        self.new_int(p)
-                    }
+                let v = if let Some(b) = text::int_bool(&line) {
+                    Value::Bool(b)
+                } else {
+                    let p = text::parse_int(&line).ok_or_else(|| bad("could not convert string to int"))?;
+                    self.new_int(p)
                 };
                 self.push(v);
             }

@@ -380,6 +380,14 @@ fn fast_path_matches_the_general_path() {
         (b"\x80\x04K\x01(e.", "1"),
         (b"\x80\x04K\x01(u.", "1"),
         (b"\x80\x04K\x01(\x90.", "1"),
+        // INT: a two-character line strtol reads whole as 0 or 1 is a bool.
+        (b"I-0\n.", "False"),
+        (b"I+1\n.", "True"),
+        (b"I 1\n.", "True"),
+        (b"I1 \n.", "1"),
+        // APPEND and APPENDS onto a bytearray extend it, as `bytearray.extend` does.
+        (b"\x80\x04\x96\x01\x00\x00\x00\x00\x00\x00\x00ZK\x05a.", "bytearray(b'Z\\x05')"),
+        (b"\x80\x04\x96\x00\x00\x00\x00\x00\x00\x00\x00(K\x05K\x06\x88e.", "bytearray(b'\\x05\\x06\\x01')"),
     ];
     for &(data, repr) in values {
         assert_eq!(load_slice(data), repr);
@@ -398,6 +406,7 @@ fn fast_path_matches_the_general_path() {
         (b"\x80\x02K\x01e.", 4, "could not find MARK"),
         (b"\x80\x04\x8f(]\x90.", 5, "unhashable type: 'list'"),
         (b"\x80\x04](K\x01\x90.", 6, "'list' object has no attribute 'add'"),
+        (b"\x80\x04\x96\x00\x00\x00\x00\x00\x00\x00\x00M\x00\x01a.", 14, "byte must be in range(0, 256)"),
     ];
     for &(data, offset, msg) in errors {
         for capacity in [0, 1] {
