@@ -129,7 +129,7 @@ impl<W: Write> FrameWriter<W> {
 
     /// Writes `op`, the length of `payload` (at most 255 bytes) in one byte, `payload`, then
     /// `trailer` (a memo opcode).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_short(&mut self, op: u8, payload: &[u8], trailer: u8) {
         if self.need_frame {
             self.open_frame();
@@ -138,6 +138,30 @@ impl<W: Write> FrameWriter<W> {
         self.buf.extend_from_slice(&[op, payload.len() as u8]);
         self.buf.extend_from_slice(payload);
         self.buf.push(trailer);
+    }
+
+    /// Writes the first `head_len` of `head`, `payload`, then the first `tail_len` of `tail`
+    /// (each length at most 8), with one reservation.
+    #[inline(always)]
+    pub(crate) fn write_around(
+        &mut self,
+        head: [u8; 8],
+        head_len: usize,
+        payload: &[u8],
+        tail: [u8; 8],
+        tail_len: usize,
+    ) {
+        if self.need_frame {
+            self.open_frame();
+        }
+        self.buf.reserve(payload.len() + 16);
+        let len = self.buf.len();
+        self.buf.extend_from_slice(&head);
+        self.buf.truncate(len + head_len);
+        self.buf.extend_from_slice(payload);
+        let len = self.buf.len();
+        self.buf.extend_from_slice(&tail);
+        self.buf.truncate(len + tail_len);
     }
 
     #[inline(always)]

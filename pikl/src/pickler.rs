@@ -82,7 +82,12 @@ const NONE: u32 = u32::MAX;
 /// The biggest memo table [`dumps`] keeps for the next call on its thread.
 const RECYCLE_MAX: usize = 1 << 16;
 
+/// The biggest task stack [`Pickler::dump`] keeps for the next call on its thread.
+const TASKS_RECYCLE_MAX: usize = 1 << 10;
+
 thread_local! {
+    /// The task stack of the last [`Pickler::dump`] on this thread, empty.
+    static TASK_CACHE: Cell<Vec<Task<'static>>> = const { Cell::new(Vec::new()) };
     /// The memo of the last [`dumps`] on this thread, emptied: the next one reuses its tables
     /// rather than allocating them again.
     static MEMO_CACHE: Cell<Option<Box<PicklerMemo>>> = const { Cell::new(None) };
@@ -161,7 +166,7 @@ impl PicklerMemo {
         idx.filter(|&x| x != NONE)
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, key: Option<Key>) -> u32 {
         let idx = self.len;
         self.len += 1;
@@ -437,8 +442,23 @@ impl<'h, W: Write> Pickler<'h, W> {
     }
 
     fn save_all<'g>(&mut self, g: &'g Graph, root: Value) -> Result<()> {
-        let mut tasks: Vec<Task<'g>> = Vec::with_capacity(16);
+        // The task stack of the last pickle on this thread (empty), rather than a new one.
+        let mut tasks: Vec<Task<'g>> = TASK_CACHE.with(Cell::take);
+        if tasks.capacity() == 0 {
+            tasks.reserve(16);
+        }
         tasks.push(Task::Save(root));
+        let tasks = self.run_tasks(g, tasks)?;
+        if tasks.capacity() <= TASKS_RECYCLE_MAX {
+            // An empty vector of the same layout, collected in place: the allocation is kept.
+            let empty: Vec<Task<'static>> = tasks.into_iter().map(|_| Task::Op(NO_OP)).collect();
+            TASK_CACHE.with(|c| c.set(empty));
+        }
+        Ok(())
+    }
+
+    /// Runs the tasks until none is left, and returns the (empty) stack.
+    fn run_tasks<'g>(&mut self, g: &'g Graph, mut tasks: Vec<Task<'g>>) -> Result<Vec<Task<'g>>> {
         while let Some(task) = tasks.pop() {
             match task {
                 Task::Save(v) => self.save_one(g, v, &mut tasks)?,
@@ -744,7 +764,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
             }
         }
-        Ok(())
+        Ok(tasks)
     }
 
     /// An empty list or dict: `EMPTY_LIST` / `EMPTY_DICT`, or `MARK LIST` / `MARK DICT` at
@@ -759,11 +779,16 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     // ---- memo ----
 
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, key: Option<Key>) {
         let idx = self.memo.insert(key);
         if self.proto >= 4 {
             self.out.write_byte(Op::Memoize as u8);
+        } else if self.proto >= 1 {
+            let (word, n) = memo_op_word(idx, Op::BinPut, Op::LongBinPut);
+            let mut b = [0; 16];
+            b[..8].copy_from_slice(&word);
+            self.out.write_16(b, n);
         } else {
             self.write_memo_op(idx, Op::BinPut, Op::LongBinPut, Op::Put);
         }
@@ -895,6 +920,15 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if b.len() <= 0xFF && self.proto >= 4 {
                     self.memo.insert(Some(key));
                     self.out.write_short(Op::ShortBinUnicode as u8, b, Op::Memoize as u8);
+                    return Ok(false);
+                }
+                if self.proto < 4 && b.len() < crate::frame_writer::FRAME_SIZE_TARGET {
+                    // Protocols 2 and 3: BINUNICODE, then BINPUT / LONG_BINPUT (no frames).
+                    let idx = self.memo.insert(Some(key));
+                    let mut head = [Op::BinUnicode as u8, 0, 0, 0, 0, 0, 0, 0];
+                    head[1..5].copy_from_slice(&(b.len() as u32).to_le_bytes());
+                    let (tail, tail_len) = memo_op_word(idx, Op::BinPut, Op::LongBinPut);
+                    self.out.write_around(head, 5, b, tail, tail_len);
                     return Ok(false);
                 }
                 self.save_pystr(s, Some(key))?;
@@ -1959,6 +1993,17 @@ fn text_line(op: u8, neg: bool, mut n: u32) -> ([u8; 16], usize) {
     b[pos] = op;
     // Moved to the start.
     ((u128::from_le_bytes(b) >> (pos * 8)).to_le_bytes(), 16 - pos)
+}
+
+/// A memo PUT or GET from protocol 1: the opcode and a one-byte index, or the long opcode and
+/// a four-byte index; as 8 bytes and how many of them to write.
+#[inline(always)]
+fn memo_op_word(idx: u32, short: Op, long: Op) -> ([u8; 8], usize) {
+    if idx < 256 {
+        ((short as u64 | (idx as u64) << 8).to_le_bytes(), 2)
+    } else {
+        ((long as u64 | (idx as u64) << 8).to_le_bytes(), 5)
+    }
 }
 
 /// What is left of a [`Task::SaveSeq`] once an item pushed tasks: the rest, or its opcode.
