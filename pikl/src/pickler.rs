@@ -72,6 +72,9 @@ pub struct PicklerMemo {
     other: HashMap<Key, u32, foldhash::fast::FixedState>,
     /// Numbers for (module, name) pairs and module names, so keys stay `Copy`.
     names: hashbrown::HashMap<(String, String), u32, foldhash::fast::FixedState>,
+    /// By (module, name) number: true once `compat::map_py3_global` was found to leave the pair
+    /// as it is (kept with the numbers).
+    unmapped: Vec<bool>,
     len: u32,
     /// The number of objects of the graph being written: the object table's bound.
     graph_len: usize,
@@ -119,6 +122,19 @@ impl PicklerMemo {
         let next = self.names.len() as u32;
         self.names.insert((module.to_owned(), name.to_owned()), next);
         next
+    }
+
+    /// True when [`compat::map_py3_global`] leaves the (module, name) pair numbered `n` as it is.
+    fn unmapped(&self, n: u32) -> bool {
+        self.unmapped.get(n as usize).copied().unwrap_or(false)
+    }
+
+    fn set_unmapped(&mut self, n: u32) {
+        let n = n as usize;
+        if n >= self.unmapped.len() {
+            self.unmapped.resize(n + 1, false);
+        }
+        self.unmapped[n] = true;
     }
 
     /// Forgets every entry, keeping the tables' memory and the (module, name) numbers (which
@@ -174,6 +190,10 @@ impl PicklerMemo {
             Some(Key::Obj(i)) => match self.objs.get_mut(i as usize) {
                 Some(slot) => *slot = idx,
                 None => self.insert_cold(Key::Obj(i), idx),
+            },
+            Some(Key::Char(c)) => match self.chars.get_mut(singleton_slot(c)) {
+                Some(slot) => *slot = idx,
+                None => self.insert_cold(Key::Char(c), idx),
             },
             Some(k) => self.insert_cold(k, idx),
             None => {}
@@ -906,17 +926,17 @@ impl<'h, W: Write> Pickler<'h, W> {
     ) -> Result<bool> {
         let key = Key::Obj(id.0);
         match g.get(id) {
-            // Not one of CPython's one-character singletons: longer than two bytes, or two
-            // ASCII characters.
-            Object::Str(s)
-                if s.as_bytes().len() > 2
-                    || s.as_bytes().first().is_some_and(|&b| b < 0x80) && s.as_bytes().len() == 2 =>
-            {
+            Object::Str(s) => {
+                let b = s.as_bytes();
+                // Maybe one of CPython's singletons: up to two bytes, but not two ASCII
+                // characters.
+                if b.len() < 2 || b.len() == 2 && b[0] >= 0x80 {
+                    return self.save_short_str(s, key);
+                }
                 if let Some(idx) = self.memo.obj(id.0) {
                     self.write_get_fast(idx);
                     return Ok(false);
                 }
-                let b = s.as_bytes();
                 if b.len() <= 0xFF && self.proto >= 4 {
                     self.memo.insert(Some(key));
                     self.out.write_short(Op::ShortBinUnicode as u8, b, Op::Memoize as u8);
@@ -936,6 +956,32 @@ impl<'h, W: Write> Pickler<'h, W> {
             }
             _ => self.save_container_fast(g, id, tasks, cont),
         }
+    }
+
+    /// [`Pickler::save_obj_fast`] of a str of up to two bytes, out of line.
+    #[cold]
+    #[inline(never)]
+    fn save_short_str(&mut self, s: &PyStr, key: Key) -> Result<bool> {
+        // One of CPython's singletons (the empty str, one Latin-1 character): memoized by
+        // content.
+        let b = s.as_bytes();
+        let Some(key) = singleton_str_key(s) else {
+            self.save_pystr(s, Some(key))?;
+            return Ok(false);
+        };
+        if let Some(idx) = self.memo.get(&key) {
+            self.write_get_fast(idx);
+            return Ok(false);
+        }
+        let idx = self.memo.insert(Some(key));
+        if self.proto >= 4 {
+            self.out.write_short(Op::ShortBinUnicode as u8, b, Op::Memoize as u8);
+        } else {
+            let head = [Op::BinUnicode as u8, b.len() as u8, 0, 0, 0, 0, 0, 0];
+            let (tail, tail_len) = memo_op_word(idx, Op::BinPut, Op::LongBinPut);
+            self.out.write_around(head, 5, b, tail, tail_len);
+        }
+        Ok(false)
     }
 
     /// The rest of [`Pickler::save_obj_fast`], out of line so that the str path stays small.
@@ -1198,12 +1244,16 @@ impl<'h, W: Write> Pickler<'h, W> {
     // ---- globals ----
 
     fn save_global<'g>(&mut self, module: &'g str, name: &'g str, tasks: &mut Vec<Task<'g>>) -> Result<()> {
-        let key = Key::Global(self.memo.name(module, name));
+        let number = self.memo.name(module, name);
+        let key = Key::Global(number);
         if self.try_get(&key) {
             return Ok(());
         }
         if self.proto >= 2 {
-            if let Some(&code) = self.extensions.get(&(module.to_owned(), name.to_owned())) {
+            if let Some(&code) = (!self.extensions.is_empty())
+                .then(|| self.extensions.get(&(module.to_owned(), name.to_owned())))
+                .flatten()
+            {
                 self.write_ext(code);
                 return Ok(());
             }
@@ -1226,8 +1276,15 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::Global("builtins", "getattr"));
             return Ok(());
         }
-        let (m, n) =
-            if self.proto < 3 && self.fix_imports { compat::map_py3_global(module, name) } else { (module, name) };
+        let (m, n) = if self.proto < 3 && self.fix_imports && !self.memo.unmapped(number) {
+            let mapped = compat::map_py3_global(module, name);
+            if mapped == (module, name) {
+                self.memo.set_unmapped(number);
+            }
+            mapped
+        } else {
+            (module, name)
+        };
         if m.contains('\n') || n.contains('\n') {
             return Err(Error::pickling(format!(
                 "can't pickle global {m:?}.{n:?}: a newline cannot be written in a GLOBAL line"
@@ -1246,13 +1303,11 @@ impl<'h, W: Write> Pickler<'h, W> {
                 self.proto
             )));
         }
-        let mut line = Vec::with_capacity(m.len() + n.len() + 3);
-        line.push(Op::Global as u8);
-        line.extend_from_slice(m.as_bytes());
-        line.push(b'\n');
-        line.extend_from_slice(n.as_bytes());
-        line.push(b'\n');
-        self.out.write(&line);
+        self.out.write_byte(Op::Global as u8);
+        self.out.write(m.as_bytes());
+        self.out.write_byte(b'\n');
+        self.out.write(n.as_bytes());
+        self.out.write_byte(b'\n');
         self.put(Some(key));
         Ok(())
     }
@@ -1924,15 +1979,16 @@ fn is_builtin_type(name: &str) -> bool {
         )
 }
 
+#[inline]
 fn singleton_str_key(s: &PyStr) -> Option<Key> {
-    let b = s.as_bytes();
-    if b.len() > 2 {
-        return None;
-    }
-    let mut cps = s.code_points();
-    match (cps.next(), cps.next()) {
-        (None, _) => Some(Key::Char(u32::MAX)),
-        (Some(c), None) if c < 256 => Some(Key::Char(c)),
+    // Surrogatepass UTF-8: code points below 256 take one byte (ASCII) or two (0xC2 / 0xC3
+    // and a continuation byte).
+    match *s.as_bytes() {
+        [] => Some(Key::Char(u32::MAX)),
+        [c] if c < 0x80 => Some(Key::Char(c as u32)),
+        [lead @ (0xC2 | 0xC3), cont] if cont & 0xC0 == 0x80 => {
+            Some(Key::Char(((lead as u32 & 0x1F) << 6) | (cont as u32 & 0x3F)))
+        }
         _ => None,
     }
 }
