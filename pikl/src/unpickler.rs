@@ -812,6 +812,21 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         Ok(Some(v.expect("checked hashable")))
     }
 
+    /// `class(*args)` for OBJ and INST (CPython's `instantiate`): refused for what cannot be
+    /// called, a native object for the well-known builtins (as REDUCE gives), else an instance.
+    fn instantiate(&mut self, class: Value, construct: Construct, args: Value) -> Result<Value> {
+        if self.noload {
+            return Ok(Value::None);
+        }
+        if !self.is_callable(class) {
+            return Err(bad(format!("'{}' object is not callable", self.type_name(class))));
+        }
+        if let Some(v) = self.reduce_native(class, args)? {
+            return Ok(v);
+        }
+        Ok(self.new_instance(class, construct, args, None))
+    }
+
     fn new_instance(&mut self, callable: Value, construct: Construct, args: Value, kwargs: Option<Value>) -> Value {
         if self.noload {
             return Value::None;
@@ -1310,7 +1325,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     let start = self.pop_mark()?;
                     let items = self.stack.split_off(start);
                     let args = self.add(Object::Tuple(items));
-                    self.new_instance(class, Construct::Inst, args, Option::None)
+                    self.instantiate(class, Construct::Inst, args)?
                 } else {
                     class
                 };
@@ -1340,7 +1355,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 }
                 let class = items.remove(0);
                 let args = self.add(Object::Tuple(items));
-                let v = self.new_instance(class, Construct::Obj, args, Option::None);
+                let v = self.instantiate(class, Construct::Obj, args)?;
                 self.push(v);
             }
             NewObj => {

@@ -388,6 +388,9 @@ fn fast_path_matches_the_general_path() {
         // APPEND and APPENDS onto a bytearray extend it, as `bytearray.extend` does.
         (b"\x80\x04\x96\x01\x00\x00\x00\x00\x00\x00\x00ZK\x05a.", "bytearray(b'Z\\x05')"),
         (b"\x80\x04\x96\x00\x00\x00\x00\x00\x00\x00\x00(K\x05K\x06\x88e.", "bytearray(b'\\x05\\x06\\x01')"),
+        // OBJ and INST build the well-known builtins natively, as REDUCE does.
+        (b"(c__builtin__\nset\n]K\x01ao.", "{1}"),
+        (b"(I1\nI2\nibuiltins\ncomplex\n.", "(1+2j)"),
     ];
     for &(data, repr) in values {
         assert_eq!(load_slice(data), repr);
@@ -407,6 +410,7 @@ fn fast_path_matches_the_general_path() {
         (b"\x80\x04\x8f(]\x90.", 5, "unhashable type: 'list'"),
         (b"\x80\x04](K\x01\x90.", 6, "'list' object has no attribute 'add'"),
         (b"\x80\x04\x96\x00\x00\x00\x00\x00\x00\x00\x00M\x00\x01a.", 14, "byte must be in range(0, 256)"),
+        (b"(K\x01o.", 3, "'int' object is not callable"),
     ];
     for &(data, offset, msg) in errors {
         for capacity in [0, 1] {
