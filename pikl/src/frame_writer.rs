@@ -51,9 +51,13 @@ const INITIAL_SIZE: usize = 1 << 12;
 
 impl<W: Write> FrameWriter<W> {
     pub(crate) fn new(out: W) -> Self {
+        Self::new_with_capacity(out, INITIAL_SIZE)
+    }
+
+    fn new_with_capacity(out: W, capacity: usize) -> Self {
         FrameWriter {
             out,
-            buf: Vec::with_capacity(INITIAL_SIZE),
+            buf: Vec::with_capacity(capacity),
             frame_start: 0,
             frame_open: false,
             framing: false,
@@ -64,8 +68,9 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// A writer that keeps the whole pickle in its buffer: see [`FrameWriter::take_buf`].
-    pub(crate) fn keeping(out: W) -> Self {
-        let mut w = Self::new(out);
+    /// Its buffer first holds `capacity` bytes.
+    pub(crate) fn keeping(out: W, capacity: usize) -> Self {
+        let mut w = Self::new_with_capacity(out, capacity);
         w.keep = true;
         w.update();
         w

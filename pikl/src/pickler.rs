@@ -2184,7 +2184,10 @@ fn encode_pairs(items: &[(Value, Value)], out: &mut Scratch) -> (usize, usize) {
 /// Writes `v` at `protocol` into a new buffer (Python's `pickle.dumps`).
 pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> {
     let memo = MEMO_CACHE.with(Cell::take).unwrap_or_default();
-    let mut p = Pickler::with_writer_memo(FrameWriter::keeping(Vec::new()), protocol, memo)?;
+    // The output's first buffer, by the graph's size (about 32 bytes an object, up to 4 KiB):
+    // a small pickle gets a small allocation, which the allocator serves and frees cheaply.
+    let capacity = graph.len().saturating_mul(32).clamp(256, 4096);
+    let mut p = Pickler::with_writer_memo(FrameWriter::keeping(Vec::new(), capacity), protocol, memo)?;
     let res = p.dump(graph, v);
     let out = p.out.take_buf();
     if let Some(memo) = p.memo.recycle() {
