@@ -1,8 +1,13 @@
 //! Random short opcode sequences (`tests/corpus/gen_random_ops.py`, fixed seeds), each loaded
 //! by CPython and by pikl in this process: both must load it or both must refuse it, and where
-//! CPython's value is made of plain types, pikl's repr must be CPython's. Found two
-//! differences no hand-written case had: empty APPENDS/SETITEMS/ADDITEMS batches and BUILD
-//! with a None state on a plain value.
+//! CPython's value is made of plain types, pikl's repr must be CPython's. The serde reader
+//! (`pikl::from_slice`) must load whatever CPython loads. Found differences no hand-written case
+//! had: empty APPENDS/SETITEMS/ADDITEMS batches, BUILD with a None state, INT's other bool
+//! spellings, APPEND onto a bytearray, OBJ with a non-callable class.
+//!
+//! Known gaps of the serde reader, left out: it cannot APPEND onto a bytearray, and it does not
+//! check that dict keys and set items are hashable (CPython's TypeError), so it may load what
+//! CPython refuses.
 
 mod common;
 
@@ -31,6 +36,12 @@ fn random_opcode_sequences_match_cpython() {
             let data: Vec<u8> =
                 (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")).collect();
             let got = pikl::loads(&data);
+            let bytearray_append = data.windows(10).any(|w| w == b"\x96\x01\x00\x00\x00\x00\x00\x00\x00Z");
+            if verdict == "OK" && !bytearray_append {
+                if let Err(e) = pikl::from_slice::<serde::de::IgnoredAny>(&data, Default::default()) {
+                    problems.push(format!("{hex}: CPython loads it, the serde reader: {e}"));
+                }
+            }
             match (verdict, &got) {
                 ("SKIP", _) => skipped += 1,
                 ("OK", Ok(loaded)) => {

@@ -899,24 +899,24 @@ impl Machine<'_, '_> {
     }
 
     fn build(&mut self, target: Item, state: Item) -> Result<()> {
-        let trivial = match self.obj(state) {
-            Some(Obj::Dict(c)) => c.total == 0,
-            Some(_) => false,
-            None => {
-                let of = |b: &[u8]| matches!(scalar(b, state as usize, false), Scalar::None);
-                match &self.input {
-                    Input::Slice(b) => of(b),
-                    Input::Record(r) => of(&r.borrow()),
-                }
+        // As CPython's load_build: a None state sets nothing on any object; a dict state goes
+        // into the object's `__dict__`, which builtin values lack (classes have one).
+        let none = self.obj(state).is_none() && {
+            let of = |b: &[u8]| matches!(scalar(b, state as usize, false), Scalar::None);
+            match &self.input {
+                Input::Slice(b) => of(b),
+                Input::Record(r) => of(&r.borrow()),
             }
         };
+        let empty_dict = matches!(self.obj(state), Some(Obj::Dict(c)) if c.total == 0);
         if target & OBJ == 0 {
-            return if trivial { Ok(()) } else { Err(bad("BUILD needs an instance")) };
+            return if none { Ok(()) } else { Err(bad("BUILD needs an instance")) };
         }
         let i = (target & !OBJ) as usize;
         let prev = match &mut self.tape.objs[i] {
             Obj::Instance(inst) => inst.state.replace(state),
-            _ if trivial => return Ok(()),
+            _ if none => return Ok(()),
+            Obj::Global(_) | Obj::Unsupported(_) if empty_dict => return Ok(()),
             _ => return Err(bad("BUILD needs an instance")),
         };
         // A second BUILD with dict states updates the first, as `__dict__.update` would.
@@ -962,6 +962,10 @@ impl Machine<'_, '_> {
     #[inline]
     fn extend(&mut self, start: usize, f: fn(&mut Self, Item, &[Item]) -> Result<()>) -> Result<()> {
         let target = self.below(start)?;
+        if start == self.stack.len() {
+            // No items: nothing to do, whatever the target (as CPython).
+            return Ok(());
+        }
         let items = std::mem::take(&mut self.stack);
         let res = f(self, target, &items[start..]);
         self.stack = items;
@@ -1298,7 +1302,11 @@ impl Machine<'_, '_> {
                 return Err(bad("out-of-band buffers (NEXT_BUFFER) are not supported by the serde reader"));
             }
             ReadonlyBuffer => {
-                self.top()?;
+                // Only bytes-like values: buffers themselves are refused above (NEXT_BUFFER).
+                let v = self.top()?;
+                if !self.is_bytes(v) {
+                    return Err(bad("READONLY_BUFFER needs a buffer on the stack"));
+                }
             }
             Get => {
                 let line = r.read_line()?;
@@ -1349,6 +1357,9 @@ impl Machine<'_, '_> {
                     return Err(underflow());
                 }
                 let class = self.stack[start];
+                if !self.is_callable(class) {
+                    return Err(bad("OBJ class is not callable"));
+                }
                 let args = self.collect(pos, start + 1, TObj::Tuple)?;
                 self.stack.truncate(start);
                 let v = self.instance(pos, class, args)?;
