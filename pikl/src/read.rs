@@ -313,10 +313,11 @@ impl<R: BufRead> IoRead<R> {
         if self.refill(n)? {
             return Ok(Bytes::Copied(self.take(n)));
         }
-        if self.inner.fill_buf().map_err(Error::io)?.len() >= n {
+        let at = self.pos;
+        if fill(&mut self.inner, at)?.len() >= n {
             self.pending = n;
             self.pos += n as u64;
-            let buf = self.inner.fill_buf().map_err(Error::io)?;
+            let buf = fill(&mut self.inner, at)?;
             return Ok(Bytes::Copied(&buf[..n]));
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -361,10 +362,6 @@ impl<R: BufRead> IoRead<R> {
                 }
             }
         }
-    }
-
-    fn fill_is_empty(&mut self) -> Result<bool> {
-        Ok(fill(&mut self.inner, self.pos)?.is_empty())
     }
 }
 
@@ -440,7 +437,7 @@ impl<'de, R: BufRead> Read<'de> for IoRead<R> {
             return Ok(false);
         }
         self.leave_window()?;
-        self.fill_is_empty()
+        Ok(fill(&mut self.inner, self.pos)?.is_empty())
     }
 
     fn commit(&mut self) {

@@ -103,9 +103,13 @@ pub(crate) fn plain_decimal(s: &[u8]) -> Option<u64> {
 /// CPython's `INT` (`load_int`): a two-character argument that strtol reads whole as 0 or 1
 /// is a bool (`00`, `01`, and also `-0`, `+1`, ` 1`).
 pub(crate) fn int_bool(line: &[u8]) -> Option<bool> {
-    match (line.len(), strtol(line)) {
-        (2, Some(0)) => Some(false),
-        (2, Some(1)) => Some(true),
+    // Only a two-character line ending in 0 or 1 can read as 0 or 1: no strtol for the rest.
+    if line.len() != 2 || !matches!(line[1], b'0' | b'1') {
+        return None;
+    }
+    match strtol(line) {
+        Some(0) => Some(false),
+        Some(1) => Some(true),
         _ => None,
     }
 }
