@@ -583,13 +583,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                     let mut rest = items;
                     while let [v, tail @ ..] = rest {
                         rest = tail;
-                        if self.save_text_scalar(*v)? {
-                            self.out.write_byte(op);
-                            continue;
-                        }
-                        let before = tasks.len();
-                        self.save_one(g, *v, &mut tasks)?;
-                        if tasks.len() > before {
+                        if let Some(before) = self.save_inline_or_queue(g, *v, &mut tasks)? {
                             // Below the item's tasks: its opcode, then the rest.
                             tasks.insert(before, Task::Op(op));
                             if !rest.is_empty() {
@@ -604,28 +598,20 @@ impl<'h, W: Write> Pickler<'h, W> {
                     let mut rest = items;
                     while let [(k, v), tail @ ..] = rest {
                         rest = tail;
-                        if !self.save_text_scalar(*k)? {
-                            let before = tasks.len();
-                            self.save_one(g, *k, &mut tasks)?;
-                            if tasks.len() > before {
+                        let queued = match self.save_inline_or_queue(g, *k, &mut tasks)? {
+                            Some(before) => {
                                 tasks.insert(before, Task::Save(*v));
-                                tasks.insert(before, Task::Op(op));
-                                if !rest.is_empty() {
-                                    tasks.insert(before, Task::SavePairsEach(rest, op));
-                                }
-                                break;
+                                Some(before)
                             }
-                        }
-                        if !self.save_text_scalar(*v)? {
-                            let before = tasks.len();
-                            self.save_one(g, *v, &mut tasks)?;
-                            if tasks.len() > before {
-                                tasks.insert(before, Task::Op(op));
-                                if !rest.is_empty() {
-                                    tasks.insert(before, Task::SavePairsEach(rest, op));
-                                }
-                                break;
+                            None => self.save_inline_or_queue(g, *v, &mut tasks)?,
+                        };
+                        if let Some(before) = queued {
+                            // Below the queued tasks: the pair's opcode, then the rest.
+                            tasks.insert(before, Task::Op(op));
+                            if !rest.is_empty() {
+                                tasks.insert(before, Task::SavePairsEach(rest, op));
                             }
+                            break;
                         }
                         self.out.write_byte(op);
                     }
@@ -857,6 +843,18 @@ impl<'h, W: Write> Pickler<'h, W> {
             }
             None => false,
         }
+    }
+
+    /// Writes `v` on the spot when it is a protocol 0 scalar or needs no task; else queues its
+    /// tasks and returns where they start, so the caller can queue what follows below them.
+    #[inline(always)]
+    fn save_inline_or_queue<'g>(&mut self, g: &'g Graph, v: Value, tasks: &mut Vec<Task<'g>>) -> Result<Option<usize>> {
+        if self.save_text_scalar(v)? {
+            return Ok(None);
+        }
+        let before = tasks.len();
+        self.save_one(g, v, tasks)?;
+        Ok((tasks.len() > before).then_some(before))
     }
 
     /// [`Pickler::save_one`] of a protocol 0 int (of 32 bits) or None, without a
