@@ -482,3 +482,60 @@ fn readers_are_lenient_where_python_is_flexible() {
     let err = pikl::from_slice::<Vec<Shape>>(&b, DeOptions::new()).unwrap_err();
     assert!(err.message().starts_with("[0]: unknown variant `Hexagon`"), "{err}");
 }
+
+/// A sequence (or map) that announces `announced` items and yields `items`.
+struct Announcing {
+    announced: usize,
+    items: Vec<u32>,
+    as_map: bool,
+}
+
+impl Serialize for Announcing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        if self.as_map {
+            let mut m = s.serialize_map(Some(self.announced))?;
+            for x in &self.items {
+                m.serialize_entry(x, x)?;
+            }
+            m.end()
+        } else {
+            let mut q = s.serialize_seq(Some(self.announced))?;
+            for x in &self.items {
+                q.serialize_element(x)?;
+            }
+            q.end()
+        }
+    }
+}
+
+#[test]
+fn length_hints_only_size_the_buffer() {
+    // `to_vec` reserves room for a long list or dict from its first items and its announced
+    // length. A hint that is far too big, too small or wrong must change nothing but that:
+    // the bytes equal the streaming writer's, which never presizes.
+    let small: Vec<u32> = (0..2500).map(|i| i * 977).collect();
+    let growing: Vec<u32> = (0..6000).map(|i| if i < 1000 { i } else { u32::MAX - i }).collect();
+    for (announced, items) in
+        [(usize::MAX, &small), (1 << 40, &small), (2500, &small), (2001, &small), (6000, &growing), (3000, &growing)]
+    {
+        for as_map in [false, true] {
+            let v = Announcing { announced, items: items.clone(), as_map };
+            for proto in [2, 4, 5] {
+                let opts = SerOptions::new().protocol(proto);
+                let bytes = pikl::to_vec(&v, opts.clone()).expect("to_vec");
+                let mut streamed = Vec::new();
+                pikl::to_writer(&mut streamed, &v, opts).expect("to_writer");
+                assert_eq!(bytes, streamed, "announced {announced}, map {as_map}, protocol {proto}");
+                if as_map {
+                    let back: BTreeMap<u32, u32> = pikl::from_slice(&bytes, DeOptions::new()).expect("from_slice");
+                    assert_eq!(back.len(), items.len());
+                    assert!(back.iter().all(|(k, x)| k == x && items.contains(k)));
+                } else {
+                    let back: Vec<u32> = pikl::from_slice(&bytes, DeOptions::new()).expect("from_slice");
+                    assert_eq!(&back, items);
+                }
+            }
+        }
+    }
+}

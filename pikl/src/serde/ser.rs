@@ -132,6 +132,25 @@ impl<S: Sink> Out<S> {
         }
     }
 
+    /// Once the first `done` of a container's `total` items have taken the bytes since `start`,
+    /// reserves room for the rest at that rate (plus an eighth) in one allocation, instead of
+    /// doubling the buffer over and over: each regrowth copies the buffer and faults in fresh
+    /// pages (`to_vec` of 5M ints in the serde bench: 23.3 -> 9.8 ms). Only when the buffer is
+    /// the result; a hint that asks too much (a lying `Serialize`) is ignored.
+    #[cold]
+    fn presize(&mut self, start: usize, done: usize, total: usize) {
+        /// More than this is left to ordinary growth.
+        const MAX_PRESIZE: usize = 1 << 32;
+        if S::STREAM || done == 0 || total <= done {
+            return;
+        }
+        let per_item = (self.buf.len().saturating_sub(start)) / done;
+        let rest = (total - done).saturating_mul(per_item + per_item / 8 + 1);
+        if rest <= MAX_PRESIZE && self.buf.try_reserve_exact(rest.saturating_add(SLACK)).is_ok() {
+            self.set_limit();
+        }
+    }
+
     /// Makes room for `n` bytes of unchecked writes.
     #[inline(always)]
     fn ensure(&mut self, n: usize) {
@@ -1212,6 +1231,9 @@ pub(crate) struct SeqSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
     /// [`SeqSer::end_batch`] is due once `count` reaches this: every [`BATCH`] items of a
     /// batched list, every item of a list of single APPENDs, never for a tuple.
     batch_end: usize,
+    /// The length serde announced (0 if none) and where the items began: see [`Out::presize`].
+    len: usize,
+    start: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -1230,18 +1252,20 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> SeqSer<'a, 'o, S, P4, ME
     ///
     /// As [`Out::raw`] (1 byte).
     #[inline(always)]
-    unsafe fn list(ser: &'a mut Ser<'o, S, P4, MEMO>, items: Items) -> Self {
+    unsafe fn list(ser: &'a mut Ser<'o, S, P4, MEMO>, items: Items, len: Option<usize>) -> Self {
+        let start = ser.out.buf.len();
+        let len = len.unwrap_or(0);
         match items {
             Items::Batched => {
                 ser.out.raw([Op::Mark as u8], 1);
-                SeqSer { ser, kind: SeqKind::List(items), count: 0, batch_end: BATCH }
+                SeqSer { ser, kind: SeqKind::List(items), count: 0, batch_end: BATCH, len, start }
             }
-            Items::Single => SeqSer { ser, kind: SeqKind::List(items), count: 0, batch_end: 1 },
+            Items::Single => SeqSer { ser, kind: SeqKind::List(items), count: 0, batch_end: 1, len, start },
         }
     }
 
     fn tuple(ser: &'a mut Ser<'o, S, P4, MEMO>, kind: SeqKind) -> Self {
-        SeqSer { ser, kind, count: 0, batch_end: usize::MAX }
+        SeqSer { ser, kind, count: 0, batch_end: usize::MAX, len: 0, start: 0 }
     }
 
     #[inline(always)]
@@ -1259,6 +1283,9 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> SeqSer<'a, 'o, S, P4, ME
     #[inline]
     fn end_batch(&mut self) {
         if let SeqKind::List(Items::Batched) = self.kind {
+            if self.batch_end == BATCH && self.len > 2 * BATCH {
+                self.ser.out.presize(self.start, BATCH, self.len);
+            }
             self.ser.out.put(&[Op::Appends as u8, Op::Mark as u8]);
             self.batch_end += BATCH;
         } else {
@@ -1305,6 +1332,9 @@ pub(crate) struct MapSer<'a, 'o, S, const P4: bool, const MEMO: bool> {
     variant: bool,
     /// Nothing was opened (an instance without state).
     empty: bool,
+    /// The length serde announced (0 if none) and where the items began: see [`Out::presize`].
+    len: usize,
+    start: usize,
 }
 
 impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> MapSer<'a, 'o, S, P4, MEMO> {
@@ -1316,6 +1346,7 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> MapSer<'a, 'o, S, P4, ME
     /// As [`Out::raw`] (1 byte).
     #[inline(always)]
     unsafe fn dict(ser: &'a mut Ser<'o, S, P4, MEMO>, items: Items, build: bool, variant: bool) -> Self {
+        let start = ser.out.buf.len();
         let batch_end = match items {
             Items::Batched => {
                 ser.out.raw([Op::Mark as u8], 1);
@@ -1323,12 +1354,22 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> MapSer<'a, 'o, S, P4, ME
             }
             Items::Single => 1,
         };
-        MapSer { ser, items, count: 0, batch_end, build, variant, empty: false }
+        MapSer { ser, items, count: 0, batch_end, build, variant, empty: false, len: 0, start }
     }
 
     /// An instance without state: no dict at all.
     fn stateless(ser: &'a mut Ser<'o, S, P4, MEMO>) -> Self {
-        MapSer { ser, items: Items::Single, count: 0, batch_end: usize::MAX, build: false, variant: false, empty: true }
+        MapSer {
+            ser,
+            items: Items::Single,
+            count: 0,
+            batch_end: usize::MAX,
+            build: false,
+            variant: false,
+            empty: true,
+            len: 0,
+            start: 0,
+        }
     }
 
     #[inline(always)]
@@ -1343,6 +1384,9 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> MapSer<'a, 'o, S, P4, ME
     #[inline]
     fn end_batch(&mut self) {
         if self.items == Items::Batched {
+            if self.batch_end == BATCH && self.len > 2 * BATCH {
+                self.ser.out.presize(self.start, BATCH, self.len);
+            }
             self.ser.out.put(&[Op::SetItems as u8, Op::Mark as u8]);
             self.batch_end += BATCH;
         } else {
@@ -1558,7 +1602,7 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
         // SAFETY: right after a boundary (3 bytes).
         unsafe {
             self.empty_list();
-            Ok(SeqSer::list(self, items))
+            Ok(SeqSer::list(self, items, len))
         }
     }
 
@@ -1603,7 +1647,9 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> ser::Serializer for &'a 
         // SAFETY: right after a boundary (3 bytes).
         unsafe {
             self.empty_dict();
-            Ok(MapSer::dict(self, items, false, false))
+            let mut map = MapSer::dict(self, items, false, false);
+            map.len = len.unwrap_or(0);
+            Ok(map)
         }
     }
 
