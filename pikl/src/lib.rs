@@ -113,7 +113,7 @@ impl std::fmt::Display for Loaded<'_> {
 pub fn loads(data: &[u8]) -> Result<Loaded<'_>> {
     let mut u = Unpickler::from_slice(data);
     let root = u.load()?;
-    Ok(Loaded { graph: u.into_graph(), root })
+    Ok(Loaded { graph: u.take_graph(), root })
 }
 
 /// Loads one pickle from a reader (Python's `pickle.load`).

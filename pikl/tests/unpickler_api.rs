@@ -424,3 +424,35 @@ fn fast_path_matches_the_general_path() {
         }
     }
 }
+
+#[test]
+fn each_load_starts_clean_after_a_failed_one() {
+    // Unpicklers on one thread reuse each other's working buffers (stack, marks, memo,
+    // one-character strs). A load that fails half way, with items on the stack, open marks,
+    // memo entries and shared strs, must leave nothing the next load can see.
+    let failing: &[u8] = b"\x80\x04(X\x01\x00\x00\x00a\x94K\x01(K\x02\x94]\x94(K\x03K\x04\xff";
+    let fresh: &[(&[u8], &str)] = &[
+        // GET 0 with an empty memo must fail, not find the failed load's entry.
+        (b"\x80\x04h\x00.", "error"),
+        // MARK's match: a stray APPENDS without a MARK must fail, not use a leftover mark.
+        (b"\x80\x04]K\x01e.", "error"),
+        // The stack holds only this pickle's items.
+        (b"\x80\x04K\x07.", "7"),
+        (b"\x80\x04X\x01\x00\x00\x00a\x94h\x00\x86.", "('a', 'a')"),
+        (b"\x80\x04(K\x01K\x02t.", "(1, 2)"),
+    ];
+    for _ in 0..3 {
+        assert!(pikl::loads(failing).is_err());
+        for &(data, want) in fresh {
+            match pikl::loads(data) {
+                Ok(v) => assert_eq!(v.to_string(), want, "{data:?}"),
+                Err(e) => assert_eq!("error", want, "{data:?}: {e}"),
+            }
+        }
+    }
+    // The one-character str of a failed load is not handed to the next graph.
+    assert!(pikl::loads(b"\x80\x04X\x01\x00\x00\x00a\x94\xff").is_err());
+    let v = pikl::loads(b"\x80\x04X\x01\x00\x00\x00b\x94X\x01\x00\x00\x00a\x94\x86.").expect("loads");
+    assert_eq!(v.to_string(), "('b', 'a')");
+    assert_eq!(v.graph.len(), 3, "two strs and a tuple, nothing else");
+}
