@@ -52,8 +52,22 @@ fn hash_big(i: &num_bigint::BigInt) -> u64 {
 impl Graph<'_> {
     /// Python-consistent hash of a hashable value; lists, dicts, sets and bytearrays are
     /// unhashable.
+    #[inline]
     pub(crate) fn hash(&self, v: Value) -> Result<u64, Unhashable> {
-        // Fast paths for the common flat keys.
+        // Inline fast paths for the common keys: ints and strs.
+        match v {
+            Value::Int(i) => Ok(hash_i64(i)),
+            Value::Obj(id) => match self.get(id) {
+                Object::Str(s) => Ok(hash_str_bytes(s.as_bytes())),
+                _ => self.hash_other(v),
+            },
+            _ => self.hash_other(v),
+        }
+    }
+
+    /// [`Graph::hash`] of anything but an int or a str.
+    #[inline(never)]
+    fn hash_other(&self, v: Value) -> Result<u64, Unhashable> {
         match v {
             Value::None => return Ok(0x4E4F_4E45),
             Value::Bool(b) => return Ok(hash_i64(b as i64)),
