@@ -1,13 +1,19 @@
 """Random short opcode sequences and CPython's verdict on each (the oracle for
 pikl-cli/tests/random_ops.rs).
 
-    python3 gen_random_ops.py SEED COUNT
+    python3 gen_random_ops.py SEED COUNT [containers]
+
+`containers` draws from a smaller alphabet of container opcodes and hashable or unhashable
+values (lists, dicts, sets, bytearrays, tuples of them, a class), so that dict keys, set items
+and bytearray APPENDs come up often. No instances: pikl lets any APPEND or SETITEM onto one
+through, since it cannot know the class.
 
 Prints one line per pickle: its hex, then `OK <repr>` when `pickle.loads` returns a value made
 only of None, bools, ints, floats, strs, bytes, lists, tuples and dicts; `OK *` when it returns
 anything else (sets, classes: pikl prints those differently by design); `ERR <exception type>`
 when it raises; `SKIP` when it fails only for want of a module or attribute, or with a TypeError
-from calling a builtin (pikl keeps globals and calls as data: it never imports or calls).
+from calling a builtin (pikl keeps globals and calls as data: it never imports or calls; in
+`containers` mode, which calls nothing, every TypeError is an ERR).
 """
 import pickle
 import random
@@ -26,6 +32,29 @@ OPS = [
     b"\x96\x01\x00\x00\x00\x00\x00\x00\x00Z", b"\x80\x02", b"Fnan\n", b"F-inf\n", b"L-12L\n",
     b"I-0\n", b"I 5\n", b"aa", b"Vx\\u1234\n", b"cbuiltins\nobject\n",
 ]
+# `containers`: values (one push each), opcodes on the stack's top, and MARK batches.
+VALUES = [
+    b"}", b"]", b")", b"\x8f", b"K\x01", b"M\x00\x01", b"\x88", b"N", b"\x8c\x01a", b"C\x01z",
+    b"\x96\x01\x00\x00\x00\x00\x00\x00\x00Z", b"cbuiltins\nobject\n", b"h\x00",
+]
+TOP_OPS = [b"\x85", b"\x86", b"\x87", b"s", b"a", b"\x94", b"0", b"\x98"]
+CLOSERS = [b"t", b"l", b"d", b"u", b"e", b"\x90", b"\x91"]
+
+
+def container_body(rng):
+    parts = []
+    for _ in range(rng.randint(1, 8)):
+        r = rng.random()
+        if r < 0.5:
+            parts.append(rng.choice(VALUES))
+        elif r < 0.8:
+            parts.append(rng.choice(TOP_OPS))
+        else:
+            items = b"".join(rng.choice(VALUES) for _ in range(rng.randint(0, 4)))
+            parts.append(b"(" + items + rng.choice(CLOSERS))
+    return b"".join(parts)
+
+
 SIMPLE = (type(None), bool, int, float, str, bytes)
 
 
@@ -41,7 +70,7 @@ def simple(v, depth=0):
     return False
 
 
-def verdict(data):
+def verdict(data, calls=True):
     try:
         v = pickle.loads(data)
     except ImportError:
@@ -52,7 +81,7 @@ def verdict(data):
     except TypeError as e:
         # Calling a builtin with the wrong arguments (REDUCE, NEWOBJ, OBJ): pikl records
         # calls as data and cannot know a callable's signature.
-        return "SKIP" if b"builtin" in data else "ERR " + type(e).__name__
+        return "SKIP" if calls and b"builtin" in data else "ERR " + type(e).__name__
     except Exception as e:  # noqa: BLE001 - every exception is a verdict
         return "ERR " + type(e).__name__
     try:
@@ -63,10 +92,15 @@ def verdict(data):
 
 def main():
     rng = random.Random(int(sys.argv[1]))
+    containers = sys.argv[3:] == ["containers"]
     for _ in range(int(sys.argv[2])):
-        body = b"".join(rng.choice(OPS) for _ in range(rng.randint(1, 14)))
+        if containers:
+            body = container_body(rng)
+        else:
+            body = b"".join(rng.choice(OPS) for _ in range(rng.randint(1, 14)))
         data = rng.choice([b"\x80\x04", b"\x80\x02", b""]) + body + b"."
-        print(data.hex(), verdict(data))
+        # `containers` calls nothing: its TypeErrors are the data's.
+        print(data.hex(), verdict(data, calls=not containers))
 
 
 if __name__ == "__main__":

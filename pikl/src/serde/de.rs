@@ -12,7 +12,7 @@ use crate::opcodes::Opcode;
 use crate::value::is_short_ascii;
 
 use super::error::{Error, Result};
-use super::tape::{scalar, Chain, ChainIter, Inst, Item, Obj, Scalar, Tape, OBJ};
+use super::tape::{scalar, Buf, Chain, ChainIter, Inst, Item, Obj, Scalar, Tape, OBJ};
 
 /// The name [`super::bigint`] deserializes through: an int handed over as its two's complement
 /// bytes.
@@ -164,6 +164,10 @@ impl<'t, 'de> Node<'t, 'de> {
             Obj::Dict(c) => Kind::Dict(c),
             Obj::Str(s, e) => Kind::Str(Data::Tape(self.tape().data(*s, *e))),
             Obj::Bytes(s, e) => Kind::Bytes(Data::Tape(self.tape().data(*s, *e))),
+            Obj::ByteArray(b) => Kind::Bytes(match &b.buf {
+                Buf::Input(s, e) => Data::Input(&self.input()[*s..*e]),
+                Buf::Owned(v) => Data::Tape(v),
+            }),
             Obj::Long(s, e) => Kind::Long(Data::Tape(self.tape().data(*s, *e))),
             Obj::Int(i) => Kind::Int(*i),
             Obj::Bool(b) => Kind::Bool(*b),

@@ -10,7 +10,7 @@
 //! referenced. No recursion: nesting costs heap, not stack.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead};
 use std::rc::Rc;
 
@@ -70,6 +70,8 @@ pub(crate) enum Obj {
     Str(usize, usize),
     /// Bytes in [`Tape::data`].
     Bytes(usize, usize),
+    /// A bytearray (mutable: APPEND extends it), or READONLY_BUFFER's view of one.
+    ByteArray(Box<ByteArray>),
     /// An int beyond `i64`, two's complement little-endian in [`Tape::data`].
     Long(usize, usize),
     Int(i64),
@@ -81,6 +83,24 @@ pub(crate) enum Obj {
     Instance(Box<Inst>),
     /// Something serde has no mapping for (a complex, a persistent id, ...), by Python type.
     Unsupported(&'static str),
+}
+
+/// A bytearray's bytes.
+#[derive(Debug)]
+pub(crate) enum Buf {
+    /// A range of the input (BYTEARRAY8's payload, `bytearray(b'...')`'s argument), until
+    /// something is appended.
+    Input(usize, usize),
+    Owned(Vec<u8>),
+}
+
+/// A bytearray: unhashable, and APPEND extends it with ints in `range(256)`.
+#[derive(Debug)]
+pub(crate) struct ByteArray {
+    pub(crate) buf: Buf,
+    /// READONLY_BUFFER's read-only memoryview of a bytearray (a copy, as the unpickler makes):
+    /// still unhashable, but nothing can be appended to it.
+    pub(crate) readonly: bool,
 }
 
 /// An instance: `callable(*args)` or `cls.__new__(cls, *args, **kwargs)`, then BUILD.
@@ -553,6 +573,7 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOp
         proto: 0,
         opts,
         input,
+        hashable_tuples: HashSet::new(),
     };
     if r.at_end()? {
         return Err(Error::eof(r.position()).with_message("ran out of input"));
@@ -594,6 +615,9 @@ struct Machine<'de, 'o> {
     proto: u8,
     opts: &'o DeOptions,
     input: Input<'de>,
+    /// Tuples (object indices) known to be hashable: a tuple's items never change, so each
+    /// is walked at most once however often it is used as a key.
+    hashable_tuples: HashSet<u32>,
 }
 
 /// Which builtin a REDUCE calls, when serde reads the result natively.
@@ -797,11 +821,20 @@ impl Machine<'_, '_> {
         let native = match (self.builtin(callable), argv.as_slice()) {
             (Some(Builtin::Set), []) => Some(Obj::Set(Chain::EMPTY)),
             (Some(Builtin::FrozenSet), []) => Some(Obj::FrozenSet(Chain::EMPTY)),
-            (Some(Builtin::Set), [items]) => self.chain_of(*items).map(Obj::Set),
-            (Some(Builtin::FrozenSet), [items]) => self.chain_of(*items).map(Obj::FrozenSet),
-            (Some(Builtin::ByteArray | Builtin::Bytes), []) => Some(Obj::Bytes(0, 0)),
-            (Some(Builtin::ByteArray), [b]) if self.is_bytes(*b) => return Ok(*b),
-            (Some(Builtin::ByteArray | Builtin::Encode), [s, enc]) => match self.latin1(*s, *enc) {
+            // Unhashable items: an instance, as the unpickler (CPython raises TypeError).
+            (Some(Builtin::Set | Builtin::FrozenSet), [items]) => match self.chain_of(*items) {
+                Some(c) if self.all_hashable(c) => Some(if matches!(self.builtin(callable), Some(Builtin::Set)) {
+                    Obj::Set(c)
+                } else {
+                    Obj::FrozenSet(c)
+                }),
+                _ => None,
+            },
+            (Some(Builtin::Bytes), []) => Some(Obj::Bytes(0, 0)),
+            (Some(Builtin::ByteArray), []) => Some(Self::bytearray(Buf::Owned(Vec::new()))),
+            (Some(Builtin::ByteArray), [b]) => self.bytes_buf(*b).map(Self::bytearray),
+            (Some(Builtin::ByteArray), [s, enc]) => self.latin1(*s, *enc).map(|d| Self::bytearray(Buf::Owned(d))),
+            (Some(Builtin::Encode), [s, enc]) => match self.latin1(*s, *enc) {
                 Some(data) => return self.owned_bytes(pos, &data),
                 None => None,
             },
@@ -858,6 +891,7 @@ impl Machine<'_, '_> {
         let mut chain = match &self.tape.objs[i] {
             Obj::List(c) => *c,
             Obj::Instance(inst) => inst.list,
+            Obj::ByteArray(ba) if !ba.readonly => return self.bytearray_extend(i, items),
             _ => return Err(bad("APPEND needs a list")),
         };
         self.tape.link(&mut chain, items)?;
@@ -875,7 +909,14 @@ impl Machine<'_, '_> {
         }
         let i = (target & !OBJ) as usize;
         let mut chain = match &self.tape.objs[i] {
-            Obj::Dict(c) => *c,
+            Obj::Dict(c) => {
+                let c = *c;
+                for &k in items.iter().step_by(2) {
+                    self.check_hashable(k)?;
+                }
+                c
+            }
+            // As the unpickler: `__setitem__` of an unknown class may take any key.
             Obj::Instance(inst) => inst.dict,
             _ => return Err(bad("SETITEM needs a dict")),
         };
@@ -893,6 +934,9 @@ impl Machine<'_, '_> {
             return Err(bad("ADDITEMS needs a set"));
         };
         let mut chain = *c;
+        for &v in items {
+            self.check_hashable(v)?;
+        }
         self.tape.link(&mut chain, items)?;
         self.tape.objs[(target & !OBJ) as usize] = Obj::Set(chain);
         Ok(())
@@ -933,6 +977,212 @@ impl Machine<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// `f` of the value of an offset item.
+    fn with_scalar<T>(&self, v: Item, f: impl FnOnce(Scalar<'_>) -> T) -> T {
+        debug_assert!(v & OBJ == 0);
+        match &self.input {
+            Input::Slice(b) => f(scalar(b, v as usize, self.tape.py2_bytes)),
+            Input::Record(r) => f(scalar(&r.borrow(), v as usize, self.tape.py2_bytes)),
+        }
+    }
+
+    fn bytearray(buf: Buf) -> Obj {
+        Obj::ByteArray(Box::new(ByteArray { buf, readonly: false }))
+    }
+
+    /// The bytes of a bytes item, for `bytearray(b)`: where they are in the input, or a copy.
+    fn bytes_buf(&self, v: Item) -> Option<Buf> {
+        if v & OBJ != 0 {
+            return match self.tape.obj(v) {
+                Obj::Bytes(s, e) => Some(Buf::Owned(self.tape.data(*s, *e).to_vec())),
+                _ => None,
+            };
+        }
+        self.with_scalar(v, |sc| match sc {
+            Scalar::Bytes(d) => {
+                // `d` is the tail of the opcode at `v`: its payload.
+                let (off, n) = (v as usize, d.len());
+                let width = match self.opcode_at(off) {
+                    Some(op) if op == Opcode::ShortBinBytes as u8 || op == Opcode::ShortBinString as u8 => 1,
+                    Some(op) if op == Opcode::BinBytes as u8 || op == Opcode::BinString as u8 => 4,
+                    _ => 8,
+                };
+                let start = off + 1 + width;
+                Some(Buf::Input(start, start + n))
+            }
+            _ => None,
+        })
+    }
+
+    fn opcode_at(&self, off: usize) -> Option<u8> {
+        match &self.input {
+            Input::Slice(b) => b.get(off).copied(),
+            Input::Record(r) => r.borrow().get(off).copied(),
+        }
+    }
+
+    /// The Python type name of `v`, for messages.
+    fn type_name(&self, v: Item) -> &'static str {
+        if v & OBJ == 0 {
+            return self.with_scalar(v, |sc| match sc {
+                Scalar::None => "NoneType",
+                Scalar::Bool(_) => "bool",
+                Scalar::Int(_) | Scalar::Long(_) => "int",
+                Scalar::Float(_) => "float",
+                Scalar::Str(_) => "str",
+                Scalar::Bytes(_) => "bytes",
+            });
+        }
+        match self.tape.obj(v) {
+            Obj::List(_) => "list",
+            Obj::Tuple(_) => "tuple",
+            Obj::Dict(_) => "dict",
+            Obj::Set(_) => "set",
+            Obj::FrozenSet(_) => "frozenset",
+            Obj::Str(..) => "str",
+            Obj::Bytes(..) => "bytes",
+            Obj::ByteArray(ba) if ba.readonly => "memoryview",
+            Obj::ByteArray(_) => "bytearray",
+            Obj::Long(..) | Obj::Int(_) => "int",
+            Obj::Bool(_) => "bool",
+            Obj::Float(_) => "float",
+            Obj::Global(_) => "type",
+            Obj::Instance(_) => "object",
+            Obj::Unsupported(what) => what,
+        }
+    }
+
+    /// `v` as a byte, as `bytearray.extend` takes it: an int in `range(256)` (a bool is one).
+    fn byte_of(&self, v: Item) -> Result<u8> {
+        /// A two's complement int's value when in `range(256)`.
+        fn long_byte(d: &[u8]) -> Option<u8> {
+            let (&first, rest) = d.split_first()?;
+            (rest.iter().all(|&b| b == 0) && (!rest.is_empty() || first < 0x80)).then_some(first)
+        }
+        let byte = |b: Option<u8>| b.ok_or_else(|| bad("byte must be in range(0, 256)"));
+        if v & OBJ == 0 {
+            let got = self.with_scalar(v, |sc| match sc {
+                Scalar::Int(i) => Some(u8::try_from(i).ok()),
+                Scalar::Bool(b) => Some(Some(b as u8)),
+                Scalar::Long(d) => Some(long_byte(d)),
+                _ => None,
+            });
+            if let Some(b) = got {
+                return byte(b);
+            }
+        } else {
+            match self.tape.obj(v) {
+                Obj::Int(i) => return byte(u8::try_from(*i).ok()),
+                Obj::Bool(b) => return Ok(*b as u8),
+                Obj::Long(s, e) => return byte(long_byte(self.tape.data(*s, *e))),
+                _ => {}
+            }
+        }
+        Err(bad(format!("'{}' object cannot be interpreted as an integer", self.type_name(v))))
+    }
+
+    /// APPEND and APPENDS onto the bytearray object `i`: `bytearray.extend(items)`, which takes
+    /// all of them or none.
+    #[cold]
+    fn bytearray_extend(&mut self, i: usize, items: &[Item]) -> Result<()> {
+        let add = items.iter().map(|&v| self.byte_of(v)).collect::<Result<Vec<u8>>>()?;
+        let Obj::ByteArray(ba) = &self.tape.objs[i] else { unreachable!("a bytearray") };
+        let mut owned = match &ba.buf {
+            Buf::Input(s, e) => match &self.input {
+                Input::Slice(b) => b[*s..*e].to_vec(),
+                Input::Record(r) => r.borrow()[*s..*e].to_vec(),
+            },
+            Buf::Owned(_) => Vec::new(),
+        };
+        let Obj::ByteArray(ba) = &mut self.tape.objs[i] else { unreachable!("a bytearray") };
+        if let Buf::Owned(b) = &mut ba.buf {
+            owned = std::mem::take(b);
+        }
+        owned.extend_from_slice(&add);
+        ba.buf = Buf::Owned(owned);
+        Ok(())
+    }
+
+    /// Refuses what CPython cannot hash, as a dict key or a set item: a list, dict, set or
+    /// bytearray, or a tuple holding one, however deep. The common keys (strs, ints: offset
+    /// items) cost one test.
+    #[inline(always)]
+    fn check_hashable(&mut self, v: Item) -> Result<()> {
+        if v & OBJ == 0 {
+            return Ok(());
+        }
+        match self.unhashable(v) {
+            None => Ok(()),
+            Some(name) => Err(bad(format!("unhashable type: '{name}'"))),
+        }
+    }
+
+    /// Whether every item of `chain` is hashable.
+    fn all_hashable(&mut self, chain: Chain) -> bool {
+        let items: Vec<Item> = self.tape.iter(&chain).filter(|v| v & OBJ != 0).collect();
+        items.into_iter().all(|v| self.unhashable(v).is_none())
+    }
+
+    /// The type name of what makes `v` unhashable, if it is. Offset items (scalars) are
+    /// hashable; so are instances and classes, whose `__hash__` the reader cannot know.
+    #[inline]
+    fn unhashable(&mut self, v: Item) -> Option<&'static str> {
+        if v & OBJ == 0 {
+            return None;
+        }
+        match self.tape.obj(v) {
+            Obj::List(_) => Some("list"),
+            Obj::Dict(_) => Some("dict"),
+            Obj::Set(_) => Some("set"),
+            Obj::ByteArray(_) => Some("bytearray"),
+            Obj::Tuple(_) => self.unhashable_tuple(v),
+            // Its items were checked when it was made.
+            _ => None,
+        }
+    }
+
+    /// [`Machine::unhashable`] of a tuple: a walk with an explicit stack (no recursion), which
+    /// skips the tuples already found hashable. A tuple's items were made before it, so the
+    /// walk cannot loop.
+    #[cold]
+    #[inline(never)]
+    fn unhashable_tuple(&mut self, root: Item) -> Option<&'static str> {
+        let tape = &self.tape;
+        let known = &mut self.hashable_tuples;
+        let index = |v: Item| (v & !OBJ) as u32;
+        if known.contains(&index(root)) {
+            return None;
+        }
+        let Obj::Tuple(c) = tape.obj(root) else { return None };
+        let mut stack = vec![(index(root), tape.iter(c))];
+        while let Some((idx, items)) = stack.last_mut() {
+            let idx = *idx;
+            let Some(v) = items.next() else {
+                known.insert(idx);
+                stack.pop();
+                continue;
+            };
+            if v & OBJ == 0 {
+                continue;
+            }
+            match tape.obj(v) {
+                Obj::List(_) => return Some("list"),
+                Obj::Dict(_) => return Some("dict"),
+                Obj::Set(_) => return Some("set"),
+                Obj::ByteArray(_) => return Some("bytearray"),
+                Obj::Tuple(c) if !known.contains(&index(v)) => {
+                    // Items come before their tuple: a deeper tuple has a smaller index.
+                    if index(v) >= idx {
+                        return Some("tuple");
+                    }
+                    stack.push((index(v), tape.iter(c)));
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     fn memo_put(&mut self, key: u64) -> Result<()> {
@@ -1030,6 +1280,11 @@ impl Machine<'_, '_> {
             }
             Tuple | List | FrozenSet => {
                 let start = self.pop_mark()?;
+                if op == FrozenSet {
+                    for i in start..self.stack.len() {
+                        self.check_hashable(self.stack[i])?;
+                    }
+                }
                 let make = match op {
                     Tuple => TObj::Tuple,
                     List => TObj::List,
@@ -1042,6 +1297,9 @@ impl Machine<'_, '_> {
                 let start = self.pop_mark()?;
                 if (self.stack.len() - start) % 2 != 0 {
                     return Err(bad("odd number of items for DICT"));
+                }
+                for i in (start..self.stack.len()).step_by(2) {
+                    self.check_hashable(self.stack[i])?;
                 }
                 let v = self.collect(pos, start, TObj::Dict)?;
                 self.push(v);
@@ -1195,10 +1453,19 @@ impl Machine<'_, '_> {
                 r.read_exact(n)?;
                 self.push(pos);
             }
-            BinUnicode | BinUnicode8 | BinBytes | BinBytes8 | ByteArray8 | Long4 => {
+            BinUnicode | BinUnicode8 | BinBytes | BinBytes8 | Long4 => {
                 let n = read_len(r, op)?;
                 r.read_exact(n)?;
                 self.push(pos);
+            }
+            ByteArray8 => {
+                // An object, not an offset: APPEND changes it in place, for every reference.
+                let n = read_len(r, op)?;
+                r.read_exact(n)?;
+                let start = pos as usize + 9;
+                let buf = Buf::Input(start, start + n);
+                let v = self.tape.add(pos, TObj::ByteArray(Box::new(ByteArray { buf, readonly: false })))?;
+                self.push(v);
             }
             Memoize => {
                 let v = self.top()?;
@@ -1302,9 +1569,19 @@ impl Machine<'_, '_> {
                 return Err(bad("out-of-band buffers (NEXT_BUFFER) are not supported by the serde reader"));
             }
             ReadonlyBuffer => {
-                // Only bytes-like values: buffers themselves are refused above (NEXT_BUFFER).
+                // Only bytes-like values: buffers themselves are refused above (NEXT_BUFFER). A
+                // bytearray becomes a read-only view of a copy of it (as the unpickler does).
                 let v = self.top()?;
-                if !self.is_bytes(v) {
+                if let Some(TObj::ByteArray(ba)) = self.obj(v) {
+                    if !ba.readonly {
+                        let buf = match &ba.buf {
+                            Buf::Input(s, e) => Buf::Input(*s, *e),
+                            Buf::Owned(b) => Buf::Owned(b.clone()),
+                        };
+                        let view = self.tape.add(pos, TObj::ByteArray(Box::new(ByteArray { buf, readonly: true })))?;
+                        *self.stack.last_mut().expect("top") = view;
+                    }
+                } else if !self.is_bytes(v) {
                     return Err(bad("READONLY_BUFFER needs a buffer on the stack"));
                 }
             }
@@ -1366,9 +1643,7 @@ impl Machine<'_, '_> {
                 self.push(v);
             }
             NewObj | NewObjEx => {
-                if op == NewObjEx {
-                    self.pop()?;
-                }
+                let kwargs = if op == NewObjEx { Some(self.pop()?) } else { Option::None };
                 let args = self.pop()?;
                 let class = self.pop()?;
                 if !self.is_callable(class) {
@@ -1376,6 +1651,10 @@ impl Machine<'_, '_> {
                 }
                 if self.tuple_of(args).is_none() {
                     return Err(bad("NEWOBJ expected an arg tuple."));
+                }
+                if let Some(kwargs) = kwargs.filter(|&k| self.dict_of(k).is_none()) {
+                    let t = self.type_name(kwargs);
+                    return Err(bad(format!("NEWOBJ_EX kwargs argument must be a dict, not {t}")));
                 }
                 let v = self.instance(pos, class, args)?;
                 self.push(v);
@@ -1420,5 +1699,169 @@ impl Machine<'_, '_> {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The bytearray and hashability rules, checked against CPython 3.11's `pickle.loads` of
+    //! the same bytes (noted per case).
+
+    use serde::de::IgnoredAny;
+
+    use crate::serde::DeOptions;
+
+    /// Loads `data` as `T` from a slice and from a stream (whose offsets point into the
+    /// recorded input instead), which must agree.
+    fn load<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(data: &[u8]) -> Result<T, String> {
+        let a = crate::from_slice::<T>(data, DeOptions::default()).map_err(|e| e.to_string());
+        let b = crate::from_reader::<_, T>(data, DeOptions::default()).map_err(|e| e.to_string());
+        assert_eq!(a, b, "slice and stream differ on {data:?}");
+        a
+    }
+
+    /// `data` is refused with `what`, at its last opcode before STOP.
+    fn refused(data: &[u8], what: &str) {
+        refused_at(data, what, data.len() as u64 - 2);
+    }
+
+    fn refused_at(data: &[u8], what: &str, at: u64) {
+        let e = load::<IgnoredAny>(data).expect_err("CPython refuses it");
+        let shown = &data[..data.len().min(80)];
+        assert!(e.contains(what) && e.contains(&format!("at byte {at} ")), "{shown:?}: {e}");
+    }
+
+    /// `BYTEARRAY8` of `b`, protocol 5.
+    fn ba(b: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x96];
+        v.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        v.extend_from_slice(b);
+        v
+    }
+
+    fn p5(parts: &[&[u8]]) -> Vec<u8> {
+        let mut v = b"\x80\x05".to_vec();
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        v.push(b'.');
+        v
+    }
+
+    #[test]
+    fn append_extends_a_bytearray() {
+        // bytearray(b'abA'), bytearray(b'ab\x01') (True), bytearray(b'\x01\x02'),
+        // bytearray(b'\xff') (LONG1), bytearray(b'\x05') (a 9-byte LONG1 of 5), bytearray(b'').
+        let ab = ba(b"ab");
+        let empty = ba(b"");
+        assert_eq!(load::<Vec<u8>>(&p5(&[&ab, b"K\x41a"])), Ok(b"abA".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&ab, b"\x88a"])), Ok(b"ab\x01".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&ab, b"I01\na"])), Ok(b"ab\x01".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&empty, b"(K\x01K\x02e"])), Ok(b"\x01\x02".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&empty, b"\x8a\x02\xff\x00a"])), Ok(b"\xff".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&empty, b"\x8a\x09\x05\0\0\0\0\0\0\0\0a"])), Ok(b"\x05".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&empty, b"L200L\na"])), Ok(b"\xc8".to_vec()));
+        assert_eq!(load::<Vec<u8>>(&p5(&[&empty, b"(e"])), Ok(b"".to_vec()));
+        // Memoized, appended, then fetched: one object, (bytearray(b'zAB'), bytearray(b'zAB')).
+        let shared = p5(&[&ba(b"z"), b"\x94K\x41a(K\x42eh\x00\x86"]);
+        assert_eq!(load::<(Vec<u8>, Vec<u8>)>(&shared), Ok((b"zAB".to_vec(), b"zAB".to_vec())));
+        // In a list before the APPEND: [bytearray(b'zA')].
+        let in_list = p5(&[b"]", &ba(b"z"), b"\x94ah\x00K\x41a0"]);
+        assert_eq!(load::<Vec<Vec<u8>>>(&in_list), Ok(vec![b"zA".to_vec()]));
+        // bytearray(b'ab') and bytearray('ab', 'latin-1') by REDUCE (protocols 0 to 4).
+        let reduce = b"\x80\x04cbuiltins\nbytearray\nC\x02ab\x85RK\x41a.";
+        assert_eq!(load::<Vec<u8>>(reduce), Ok(b"abA".to_vec()));
+        let latin1 = b"\x80\x02c__builtin__\nbytearray\nX\x02\x00\x00\x00ab\x8c\x07latin-1\x86RK\x41a.";
+        assert_eq!(load::<Vec<u8>>(latin1), Ok(b"abA".to_vec()));
+        assert_eq!(load::<Vec<u8>>(b"\x80\x04cbuiltins\nbytearray\n)RK\x41a."), Ok(b"A".to_vec()));
+        // Two bytearrays appended in turn.
+        let two = p5(&[&ba(b"x"), b"\x94", &ba(b"y"), b"\x94K\x01ah\x00K\x02ah\x01K\x03ah\x00K\x04a\x86"]);
+        assert_eq!(load::<(Vec<u8>, Vec<u8>)>(&two), Ok((b"y\x01\x03".to_vec(), b"x\x02\x04".to_vec())));
+    }
+
+    #[test]
+    fn append_onto_a_bytearray_takes_bytes_only() {
+        let ab = ba(b"ab");
+        // ValueError: byte must be in range(0, 256)
+        refused(&p5(&[&ab, b"M\x00\x01a"]), "byte must be in range(0, 256)");
+        refused(&p5(&[&ab, b"J\xff\xff\xff\xffa"]), "byte must be in range(0, 256)");
+        refused(&p5(&[&ab, b"\x8a\x09\0\0\0\0\0\0\0\0\x01a"]), "byte must be in range(0, 256)");
+        refused(&p5(&[&ab, b"\x8a\x01\xffa"]), "byte must be in range(0, 256)");
+        refused(&p5(&[&ab, b"L-1L\na"]), "byte must be in range(0, 256)");
+        // TypeError: 'str' object cannot be interpreted as an integer (and float, None, ...)
+        refused(&p5(&[&ab, b"\x8c\x01xa"]), "'str' object cannot be interpreted as an integer");
+        refused(&p5(&[&ab, b"G?\xf0\0\0\0\0\0\0a"]), "'float' object");
+        refused(&p5(&[&ab, b"Na"]), "'NoneType' object");
+        refused(&p5(&[&ab, b"]a"]), "'list' object");
+        refused(&p5(&[&ab, b"(K\x01\x8c\x01xe"]), "'str' object");
+        // AttributeError: 'bytes' / 'memoryview' object has no attribute 'append'
+        refused(&p5(&[b"C\x01zK\x41a"]), "APPEND needs a list");
+        refused(&p5(&[&ab, b"\x98K\x41a"]), "APPEND needs a list");
+        let view = p5(&[&ab, b"\x94\x98K\x41ah\x00\x86"]);
+        refused_at(&view, "APPEND needs a list", view.len() as u64 - 5);
+        refused(b"\x80\x04cbuiltins\nbytes\n)RK\x41a.", "APPEND needs a list");
+    }
+
+    #[test]
+    fn keys_and_set_items_must_be_hashable() {
+        // TypeError: unhashable type: 'list' (and the others), for every opcode that hashes.
+        refused(b"\x80\x04}]K\x01s.", "unhashable type: 'list'");
+        refused(b"\x80\x04}]\x85K\x01s.", "unhashable type: 'list'");
+        refused(b"\x80\x04}}\x85\x85K\x01s.", "unhashable type: 'dict'");
+        refused(&p5(&[b"}", &ba(b""), b"K\x01s"]), "unhashable type: 'bytearray'");
+        refused(&p5(&[b"}", &ba(b""), b"\x98K\x01s"]), "unhashable type: 'bytearray'");
+        refused(b"\x80\x04(]K\x01d.", "unhashable type: 'list'");
+        refused(b"\x80\x04}(]K\x01u.", "unhashable type: 'list'");
+        refused(b"\x80\x04}(K\x01K\x02]K\x01u.", "unhashable type: 'list'");
+        refused(b"\x80\x04\x8f(]\x90.", "unhashable type: 'list'");
+        refused(b"\x80\x04\x8f(}\x90.", "unhashable type: 'dict'");
+        refused(b"\x80\x04\x8f(\x8f\x90.", "unhashable type: 'set'");
+        refused(b"\x80\x04(]\x91.", "unhashable type: 'list'");
+        refused(b"\x80\x04(\x8f\x85\x91.", "unhashable type: 'set'");
+        refused(b"\x80\x04(K\x01]\x86\x85\x91.", "unhashable type: 'list'");
+        // Hashable: {frozenset({1}): 1}, {<class 'object'>: 1}, {<object>: 1}, {b'z': 1},
+        // {(1, ('a',)): 1}, a memoryview of bytes.
+        load::<IgnoredAny>(b"\x80\x04}(K\x01\x91K\x01s.").unwrap();
+        load::<IgnoredAny>(b"\x80\x04}cbuiltins\nobject\nK\x01s.").unwrap();
+        load::<IgnoredAny>(b"\x80\x04}cbuiltins\nobject\n)RK\x01s.").unwrap();
+        load::<IgnoredAny>(b"\x80\x05}C\x01z\x98K\x01s.").unwrap();
+        load::<IgnoredAny>(b"\x80\x04}K\x01\x8c\x01a\x85\x86K\x01s.").unwrap();
+        // `__setitem__` of an instance of an unknown class: any key, as the unpickler.
+        load::<IgnoredAny>(b"\x80\x04cm\nC\n)\x81]K\x01s.").unwrap();
+        // set([[]]) and frozenset([[]]) raise TypeError in CPython; both readers keep the call
+        // as an instance (they cannot call builtins).
+        load::<IgnoredAny>(b"\x80\x04cbuiltins\nfrozenset\n]]a\x85R.").unwrap();
+    }
+
+    #[test]
+    fn hashability_is_checked_without_recursion_or_blowup() {
+        // A list under 200k TUPLE1s: refused, without deep recursion.
+        let mut deep = b"\x80\x04}]".to_vec();
+        deep.extend(std::iter::repeat_n(0x85, 200_000));
+        deep.extend_from_slice(b"K\x01s.");
+        refused(&deep, "unhashable type: 'list'");
+        // A tuple DAG of 2^300 paths, (t, t) for t = (t', t') ...: each tuple is walked once.
+        // The dict is dropped, so that visiting does not walk the DAG.
+        let mut dag = b"\x80\x04}K\x01\x85".to_vec();
+        for _ in 0..300 {
+            dag.extend_from_slice(b"2\x86");
+        }
+        dag.extend_from_slice(b"K\x01s0N.");
+        load::<IgnoredAny>(&dag).unwrap();
+        // The same with a list at the bottom, used as a key twice (the second walk stops at
+        // the first unhashable item again).
+        let mut bad_dag = b"\x80\x04}]\x85".to_vec();
+        for _ in 0..300 {
+            bad_dag.extend_from_slice(b"2\x86");
+        }
+        bad_dag.extend_from_slice(b"K\x01s0N.");
+        refused_at(&bad_dag, "unhashable type: 'list'", bad_dag.len() as u64 - 4);
+    }
+
+    #[test]
+    fn newobj_ex_needs_dict_kwargs() {
+        // UnpicklingError: NEWOBJ_EX kwargs argument must be a dict, not tuple
+        refused(b"\x80\x04cbuiltins\nobject\n))\x92.", "NEWOBJ_EX kwargs argument must be a dict");
+        load::<IgnoredAny>(b"\x80\x04cbuiltins\nobject\n)}\x92.").unwrap();
     }
 }
