@@ -539,3 +539,28 @@ fn length_hints_only_size_the_buffer() {
         }
     }
 }
+
+#[test]
+fn tuples_and_structs_take_the_whole_sequence() {
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Pair(i64, i64);
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Point {
+        x: i64,
+        y: i64,
+    }
+    // (1, 2, 3) and [1, 2, 3] as CPython writes them at protocol 4.
+    let tuple3 = b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00K\x01K\x02K\x03\x87\x94.";
+    let list3 = b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02K\x03e.";
+    for data in [&tuple3[..], &list3[..]] {
+        let err = pikl::from_slice::<Pair>(data, DeOptions::new()).expect_err("3 items into a 2-tuple struct");
+        assert!(err.to_string().contains("invalid length 3"), "{err}");
+        assert!(pikl::from_slice::<(i64, i64)>(data, DeOptions::new()).is_err());
+        assert!(pikl::from_slice::<Point>(data, DeOptions::new()).is_err());
+        assert_eq!(pikl::from_slice::<(i64, i64, i64)>(data, DeOptions::new()).expect("3-tuple"), (1, 2, 3));
+        assert_eq!(pikl::from_slice::<Vec<i64>>(data, DeOptions::new()).expect("Vec"), vec![1, 2, 3]);
+        let streamed: (i64, i64, i64) =
+            pikl::from_reader(std::io::Cursor::new(data), DeOptions::new()).expect("from_reader");
+        assert_eq!(streamed, (1, 2, 3));
+    }
+}

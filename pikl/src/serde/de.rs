@@ -291,6 +291,18 @@ impl<'t, 'de> Node<'t, 'de> {
         Ok(SeqAcc { cx: self.cx, iter: self.tape().iter(chain), total: chain.total as usize, _deeper: deeper })
     }
 
+    /// `visitor.visit_seq` over `chain`, refusing items the visitor leaves (a tuple or struct
+    /// read from a longer sequence), as serde_json does.
+    #[inline]
+    fn visit_all<V2: Visitor<'de>>(&self, chain: &Chain, visitor: V2) -> Result<V2::Value> {
+        let mut seq = self.seq(chain)?;
+        let v = visitor.visit_seq(&mut seq)?;
+        match seq.iter.remaining() {
+            0 => Ok(v),
+            _ => Err(de::Error::invalid_length(seq.total, &"fewer elements in sequence")),
+        }
+    }
+
     fn map(&self, first: &Chain, second: Option<&Chain>) -> Result<MapAcc<'t, 'de>> {
         let deeper = self.deeper()?;
         Ok(MapAcc {
@@ -384,7 +396,7 @@ impl<'t, 'de> Node<'t, 'de> {
             return de::Deserializer::deserialize_any(self.at(state), visitor);
         }
         if inst.list.total > 0 {
-            return visitor.visit_seq(self.seq(&inst.list)?).map_err(|e: Error| e.at(self.pos()));
+            return self.visit_all(&inst.list, visitor).map_err(|e: Error| e.at(self.pos()));
         }
         match self.args(inst) {
             Some(c) => visitor.visit_seq(self.seq(c)?).map_err(|e: Error| e.at(self.pos())),
@@ -503,7 +515,7 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
             Kind::Long(_) => return self.visit_int(visitor),
             Kind::Str(d) => return self.visit_str(d, visitor).map_err(|e: Error| e.at(pos)),
             Kind::Bytes(d) => return self.visit_bytes(d, visitor).map_err(|e: Error| e.at(pos)),
-            Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => self.visit_all(c, visitor),
             Kind::Dict(c) => visitor.visit_map(self.map(c, None)?),
             Kind::Instance(inst) => return self.visit_instance(inst, visitor),
             Kind::Global(_) | Kind::Unsupported(_) => {
@@ -577,7 +589,7 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
         let r = match self.kind() {
             Kind::Bytes(d) => self.visit_bytes(d, visitor),
             Kind::Str(d) => self.visit_str(d, visitor),
-            Kind::List(c) | Kind::Tuple(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::List(c) | Kind::Tuple(c) => self.visit_all(c, visitor),
             _ => return Err(self.invalid_type(&visitor)),
         };
         r.map_err(|e: Error| e.at(self.pos()))
@@ -625,9 +637,9 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
     #[inline]
     fn deserialize_seq<V2: Visitor<'de>>(self, visitor: V2) -> Result<V2::Value> {
         let r = match self.kind() {
-            Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => self.visit_all(c, visitor),
             Kind::Bytes(d) => visitor.visit_seq(ByteSeq { data: d.bytes(), index: 0 }),
-            Kind::Instance(inst) if inst.list.total > 0 => visitor.visit_seq(self.seq(&inst.list)?),
+            Kind::Instance(inst) if inst.list.total > 0 => self.visit_all(&inst.list, visitor),
             _ => return Err(self.invalid_type(&visitor)),
         };
         r.map_err(|e: Error| e.at(self.pos()))
@@ -667,7 +679,7 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
     ) -> Result<V2::Value> {
         let r = match self.kind() {
             Kind::Dict(c) => visitor.visit_map(self.map(c, None)?),
-            Kind::List(c) | Kind::Tuple(c) => visitor.visit_seq(self.seq(c)?),
+            Kind::List(c) | Kind::Tuple(c) => self.visit_all(c, visitor),
             Kind::Instance(inst) => return self.visit_instance(inst, visitor),
             _ => return Err(self.invalid_type(&visitor)),
         };
