@@ -114,6 +114,12 @@ class Plain:
     def __init__(self, id, name, score, tags, active):
         self.id = id; self.name = name; self.score = score; self.tags = tags; self.active = active
 
+class L(list):
+    pass
+
+class D(dict):
+    pass
+
 class Slotted:
     __slots__ = ('id', 'name', 'score', 'tags', 'active')
     def __init__(self, id, name, score, tags, active):
@@ -292,6 +298,7 @@ cases = {
     'point': Point(3, 4),
     'enums': ['Unit', {'Circle': 2.5}, {'Rect': [1.0, 2.0]}, ('Poly', {'sides': 3, 'name': 'tri'}), {'Unit': None}],
     'mixed': {'ints': [1, -1, 2**40], 'opt': None, 'f': 1, 's': 'é€😀'},
+    'subclasses': (L(), L([1, 2]), D(), D(a=1)),
 }
 for name, value in cases.items():
     for proto in range(6):
@@ -432,11 +439,19 @@ fn cpython_writes_rust_reads() {
                 let want = Mixed { ints: vec![1, -1, 1 << 40], opt: None, f: 1.0, s: "é€😀".into() };
                 assert_eq!(got, want, "{ctx}");
             }
+            "subclasses" => {
+                // Instances of list and dict subclasses read as their items, also when empty.
+                type Subs = (Vec<i64>, Vec<i64>, BTreeMap<String, i64>, BTreeMap<String, i64>);
+                let got: Subs = pikl::from_slice(&data, opts).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                assert_eq!(got, (vec![], vec![1, 2], BTreeMap::new(), BTreeMap::from([("a".to_string(), 1)])), "{ctx}");
+                let got: Subs = pikl::from_reader(&data[..], opts).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                assert_eq!(got.0, Vec::<i64>::new(), "{ctx}");
+            }
             other => panic!("unknown case {other}"),
         }
         seen += 1;
     }
-    assert_eq!(seen, 13 * 6 - 2, "{out}");
+    assert_eq!(seen, 14 * 6 - 2, "{out}");
 }
 
 /// A value of any shape, to read dicts whatever they hold.

@@ -385,6 +385,14 @@ impl<'t, 'de> Node<'t, 'de> {
         }
     }
 
+    /// True for an instance made from no arguments, with no state and no items.
+    fn is_bare(&self, inst: &'t Inst) -> bool {
+        inst.state.is_none()
+            && inst.dict.total == 0
+            && inst.list.total == 0
+            && self.args(inst).is_some_and(|c| c.total == 0)
+    }
+
     /// An instance, read as its state (a dict, a slots pair, or anything else read as itself),
     /// else its dict items, list items or construction arguments (a namedtuple's fields).
     fn visit_instance<V2: Visitor<'de>>(&self, inst: &'t Inst, visitor: V2) -> Result<V2::Value> {
@@ -640,6 +648,9 @@ impl<'t, 'de> de::Deserializer<'de> for Node<'t, 'de> {
             Kind::List(c) | Kind::Tuple(c) | Kind::Set(c) => self.visit_all(c, visitor),
             Kind::Bytes(d) => visitor.visit_seq(ByteSeq { data: d.bytes(), index: 0 }),
             Kind::Instance(inst) if inst.list.total > 0 => self.visit_all(&inst.list, visitor),
+            // An empty list subclass (`L()`: NEWOBJ or `_reconstructor` with no arguments, state
+            // or items); a non-empty one reads as its items just above.
+            Kind::Instance(inst) if self.is_bare(inst) => self.visit_all(&Chain::EMPTY, visitor),
             _ => return Err(self.invalid_type(&visitor)),
         };
         r.map_err(|e: Error| e.at(self.pos()))

@@ -40,7 +40,7 @@
 //! | `Option<T>`                                | `None` or the value              | |
 //! | `()`, unit struct                          | `None`                           | `()` |
 //! | newtype struct `S(T)`                      | the inner value                  | |
-//! | sequences (`Vec`, `HashSet`, ...)          | `list`                           | `tuple`, `set`, `frozenset`; `Vec<u8>` also from `bytes` |
+//! | sequences (`Vec`, `HashSet`, ...)          | `list`                           | `tuple`, `set`, `frozenset`; a list subclass's items (none for an instance built from no arguments, state or items); `Vec<u8>` also from `bytes` |
 //! | tuples, tuple structs                      | `tuple`                          | `list` |
 //! | maps                                       | `dict`                           | an instance's state |
 //! | structs                                    | `dict` of field names, or an instance of a class (below) | an instance's state (a dataclass or plain class: what BUILD set, slots state `(None, {...})` too), a namedtuple or other tuple/list (fields in order) |
