@@ -1,10 +1,12 @@
-//! Latin-1 encoding of strs, for the bytes objects pickled below protocol 3.
+//! Latin-1 encoding of strs, and decoding of bytes, for the bytes objects pickled below
+//! protocol 3.
 //!
 //! CPython 3 writes a `bytes` at protocol 0-2 as `_codecs.encode(str, 'latin1')`: the bytes as
-//! a str of code points below U+0100, carried in UTF-8. Loading one is the reverse: each ASCII
-//! byte stays, each two-byte sequence `C2 xx` / `C3 xx` becomes one byte. Such payloads are
-//! often megabytes of binary data, so the conversion runs 16 bytes at a time where the CPU has
-//! SSSE3 (compacting the kept bytes with a shuffle table), and byte by byte elsewhere.
+//! a str of code points below U+0100, carried in UTF-8 ([`decode`]). Loading one is the
+//! reverse ([`encode`]): each ASCII byte stays, each two-byte sequence `C2 xx` / `C3 xx` becomes
+//! one byte. Such payloads are often megabytes of binary data: encoding runs 16 bytes at a
+//! time where the CPU has SSSE3 (compacting the kept bytes with a shuffle table), decoding
+//! without a branch per byte.
 
 /// Encodes (surrogatepass) UTF-8 text as Latin-1, or `None` if a code point is above U+00FF.
 pub(crate) fn encode(utf8: &[u8]) -> Option<Vec<u8>> {
@@ -18,6 +20,30 @@ pub(crate) fn encode(utf8: &[u8]) -> Option<Vec<u8>> {
         return Some(unsafe { encode_ssse3(utf8) });
     }
     Some(encode_scalar(utf8, Vec::with_capacity(utf8.len())))
+}
+
+/// The str whose code points are the bytes of `latin1` (`bytes.decode('latin1')`): each byte
+/// below 0x80 as itself, each other byte as the two-byte sequence of its code point (C2 or C3,
+/// then a continuation byte). Branch-free: about 0.5 ns a byte of random binary data, against
+/// about 2.7 ns for collecting chars (bytes.p2 dumps: 890 -> 466 ms).
+pub(crate) fn decode(latin1: &[u8]) -> String {
+    let high = latin1.iter().filter(|&&c| c >= 0x80).count();
+    // One byte of slack: every byte writes two, the second overwritten by the next byte
+    // when the first stands alone. Decoding into a fresh buffer that is then copied whole
+    // measured faster than decoding straight into the output (536 ms), whose large copy
+    // streams past the cache.
+    let mut out = vec![0u8; latin1.len() + high + 1];
+    let mut k = 0;
+    for &c in latin1 {
+        let two = usize::from(c >> 7);
+        out[k] = if two == 1 { 0xC0 | (c >> 6) } else { c };
+        out[k + 1] = 0x80 | (c & 0x3F);
+        k += 1 + two;
+    }
+    out.truncate(k);
+    // SAFETY: each byte below 0x80 became itself, each other byte the well-formed two-byte
+    // sequence of its code point: valid UTF-8.
+    unsafe { String::from_utf8_unchecked(out) }
 }
 
 /// The byte `utf8[i]` stands for when it starts a character: itself (ASCII), or the code
@@ -147,10 +173,19 @@ mod tests {
                     })
                     .collect();
                 let utf8 = utf8_of(&latin1);
+                assert_eq!(decode(&latin1).as_bytes(), &utf8[..], "len {len} density {density}");
                 assert_eq!(encode(&utf8).as_deref(), Some(&latin1[..]), "len {len} density {density}");
                 assert_eq!(encode_scalar(&utf8, Vec::new()), latin1);
             }
         }
+    }
+
+    #[test]
+    fn decodes_every_byte() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(&all).as_bytes(), &utf8_of(&all)[..]);
+        assert_eq!(decode(b""), "");
+        assert_eq!(decode(b"\xff"), "\u{ff}");
     }
 
     #[test]

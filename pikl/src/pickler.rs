@@ -654,7 +654,10 @@ impl<'h, W: Write> Pickler<'h, W> {
                     } else {
                         tasks.push(Task::Put(None));
                         tasks.push(Task::Op(Op::Reduce as u8));
-                        self.push_tuple_of(&mut tasks, vec![TupleItem::OwnedStr(latin1_str(&b)), TupleItem::Latin1]);
+                        self.push_tuple_of(
+                            &mut tasks,
+                            vec![TupleItem::OwnedStr(crate::latin1::decode(&b)), TupleItem::Latin1],
+                        );
                         tasks.push(Task::Global("_codecs", "encode"));
                     }
                 }
@@ -1494,7 +1497,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             self.push_tuple_of(tasks, vec![]);
             tasks.push(Task::Global("builtins", "bytes"));
         } else {
-            self.push_tuple_of(tasks, vec![TupleItem::OwnedStr(latin1_str(b)), TupleItem::Latin1]);
+            self.push_tuple_of(tasks, vec![TupleItem::OwnedStr(crate::latin1::decode(b)), TupleItem::Latin1]);
             tasks.push(Task::Global("_codecs", "encode"));
         }
         Ok(())
@@ -1997,10 +2000,6 @@ fn singleton_bytes_key(b: &[u8]) -> Option<Key> {
         [c] => Some(Key::Byte(*c as u16)),
         _ => None,
     }
-}
-
-fn latin1_str(b: &[u8]) -> String {
-    b.iter().map(|&c| c as char).collect()
 }
 
 /// Python's `raw-unicode-escape` of a str's code points, as the C pickler applies it to

@@ -976,7 +976,7 @@ impl<'o, S: Sink, const P4: bool, const MEMO: bool> Ser<'o, S, P4, MEMO> {
                 self.out.byte(Op::Mark as u8);
             }
             self.out.boundary()?;
-            let text: String = b.iter().map(|&c| c as char).collect();
+            let text = crate::latin1::decode(b);
             self.str_data(&text)?;
             self.put();
             self.out.boundary()?;
