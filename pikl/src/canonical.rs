@@ -565,8 +565,12 @@ pub(crate) static CANONICAL: &[(Name, Name)] = &[
 
 /// The (module, qualname) CPython writes for the global it finds at (module, name).
 pub(crate) fn canonical<'a>(module: &'a str, name: &'a str) -> (&'a str, &'a str) {
-    match CANONICAL.binary_search_by(|(k, _)| (k.0, k.1).cmp(&(module, name))) {
-        Ok(i) => CANONICAL[i].1,
-        Err(_) => (module, name),
+    // A hash lookup: a binary search over the table cost about 550 instructions a global.
+    static BY_NAME: std::sync::OnceLock<std::collections::HashMap<Name, Name, foldhash::fast::FixedState>> =
+        std::sync::OnceLock::new();
+    let map = BY_NAME.get_or_init(|| CANONICAL.iter().copied().collect());
+    match map.get(&(module, name)) {
+        Some(&found) => found,
+        None => (module, name),
     }
 }
