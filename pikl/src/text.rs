@@ -223,17 +223,42 @@ pub(crate) fn escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// True for a `UNICODE` line `raw-unicode-escape` leaves as it is: ASCII without a backslash
+/// (most protocol 0 strs), which can be used (and borrowed) without decoding.
+#[inline]
+pub(crate) fn is_plain_ascii(s: &[u8]) -> bool {
+    s.is_ascii() && memchr::memchr(b'\\', s).is_none()
+}
+
+/// Appends the UTF-8 of Latin-1 bytes.
+#[inline]
+fn push_latin1(out: &mut Vec<u8>, run: &[u8]) {
+    if run.is_ascii() {
+        out.extend_from_slice(run);
+    } else {
+        for &c in run {
+            push_code_point(out, c as u32);
+        }
+    }
+}
+
 /// Python's `raw-unicode-escape` decoding, used by the `UNICODE` opcode: bytes are Latin-1
 /// except `\uXXXX` and `\UXXXXXXXX` escapes. Returns surrogatepass UTF-8.
 pub(crate) fn raw_unicode_escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        let c = s[i];
+        // The run up to the next backslash: Latin-1, ASCII copied as it is.
+        let run = memchr::memchr(b'\\', &s[i..]).map_or(s.len(), |at| i + at);
+        push_latin1(&mut out, &s[i..run]);
+        i = run;
+        if i >= s.len() {
+            break;
+        }
         i += 1;
-        if c != b'\\' || i >= s.len() {
-            push_code_point(&mut out, c as u32);
-            continue;
+        if i >= s.len() {
+            out.push(b'\\');
+            break;
         }
         let e = s[i];
         i += 1;
@@ -306,6 +331,26 @@ mod tests {
         assert!(escape_decode(br"\x4").is_err());
         assert!(escape_decode(b"abc\\").is_err());
         assert_eq!(raw_unicode_escape_decode(br"\u20ac\x").unwrap(), "\u{20ac}\\x".as_bytes());
+        // Against `codecs.raw_unicode_escape_decode` (CPython 3.11), as surrogatepass UTF-8.
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"abc", b"abc"),
+            (b"caf\xe9", b"caf\xc3\xa9"),
+            (b"\xff\x80 x", b"\xc3\xbf\xc2\x80 x"),
+            (b"a\\u20acb", b"a\xe2\x82\xacb"),
+            (b"\\U0001f600!", b"\xf0\x9f\x98\x80!"),
+            (b"x\\\\u0041", b"x\\\\u0041"),
+            (b"x\\\\\\u0041", b"x\\\\A"),
+            (b"end\\", b"end\\"),
+            (b"\\", b"\\"),
+            (b"\\x\xe9\\n", b"\\x\xc3\xa9\\n"),
+            (b"mid\\u00e9\xe9\\u20ac", b"mid\xc3\xa9\xc3\xa9\xe2\x82\xac"),
+            (b"\\\\", b"\\\\"),
+        ];
+        for &(raw, want) in cases {
+            assert_eq!(raw_unicode_escape_decode(raw).unwrap(), want, "{raw:?}");
+            assert_eq!(is_plain_ascii(raw), raw.is_ascii() && !raw.contains(&b'\\'), "{raw:?}");
+        }
         assert!(raw_unicode_escape_decode(br"\u20").is_err());
     }
 }

@@ -1267,8 +1267,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             Unicode => {
                 let line = r.read_line()?;
-                let decoded = text::raw_unicode_escape_decode(&line).map_err(bad)?;
-                let s = PyStr::from_surrogatepass(decoded).expect("decoder writes surrogatepass UTF-8");
+                let s = if text::is_plain_ascii(&line) {
+                    PyStr::from_surrogatepass(line.into_cow()).expect("ASCII is UTF-8")
+                } else {
+                    let decoded = text::raw_unicode_escape_decode(&line).map_err(bad)?;
+                    PyStr::from_surrogatepass(decoded).expect("decoder writes surrogatepass UTF-8")
+                };
                 let v = self.new_str(s);
                 self.push(v);
             }

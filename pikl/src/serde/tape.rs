@@ -1561,8 +1561,12 @@ impl Machine<'_, '_> {
             }
             Unicode => {
                 let line = r.read_line()?;
-                let decoded = text::raw_unicode_escape_decode(&line).map_err(bad)?;
-                let v = self.owned_str(pos, &decoded)?;
+                let v = if text::is_plain_ascii(&line) {
+                    self.owned_str(pos, &line)?
+                } else {
+                    let decoded = text::raw_unicode_escape_decode(&line).map_err(bad)?;
+                    self.owned_str(pos, &decoded)?
+                };
                 self.push(v);
             }
             NextBuffer => {
