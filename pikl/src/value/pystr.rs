@@ -32,7 +32,7 @@ fn is_valid_utf8(b: &[u8]) -> bool {
 /// Stored as UTF-8 when the text is valid Unicode, and otherwise as "surrogatepass" UTF-8
 /// (each surrogate code point encoded on its own in three bytes), the form CPython writes in
 /// pickles. Either way the bytes round-trip losslessly. Short owned strs (up to
-/// [`INLINE_MAX`] bytes: most dict keys and short values) are held inline, without an
+/// 22 bytes: most dict keys and short values) are held inline, without an
 /// allocation of their own.
 #[derive(Clone)]
 pub struct PyStr<'a> {
