@@ -69,8 +69,8 @@
 //! again wherever they occur. A construct with no mapping (a `complex`, a class object, a
 //! persistent id, an out-of-band buffer) is a clear error when it is read, and deserialized
 //! containers nest at most [`DeOptions::max_depth`] deep (a self-referencing list is an error,
-//! not a stack overflow). Duplicate dict keys (which CPython never writes) reach the visitor
-//! as they are. Bytes after the pickle's STOP are ignored, as `pickle.loads` ignores them.
+//! not a stack overflow). Duplicate dict keys and set items (which CPython never writes: a
+//! hand-made `set([1, 1])` or ADDITEMS of one item twice) reach the visitor as they are. Bytes after the pickle's STOP are ignored, as `pickle.loads` ignores them.
 //!
 //! `&str` and `&[u8]` (`serde_bytes`) fields borrow from the slice given to [`from_slice`]
 //! (Python 2 strs too, when their bytes are already the text); [`from_reader`] keeps the
