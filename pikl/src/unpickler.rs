@@ -932,26 +932,24 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         res
     }
 
+    /// A value stored in a bytearray: an int in range(256) (or a bool), as CPython converts it.
+    fn byte_of(&self, v: Value) -> Result<u8> {
+        match v {
+            Value::Int(i) if (0..256).contains(&i) => Ok(i as u8),
+            Value::Bool(b) => Ok(b as u8),
+            Value::Int(_) => Err(bad("byte must be in range(0, 256)")),
+            v if matches!(self.graph.object(v), Some(Object::Int(_))) => Err(bad("byte must be in range(0, 256)")),
+            v => Err(bad(format!("'{}' object cannot be interpreted as an integer", self.type_name(v)))),
+        }
+    }
+
     fn append(&mut self, target: Value, items: &[Value]) -> Result<()> {
         let Value::Obj(id) = target else {
             return if self.noload { Ok(()) } else { Err(bad(format!("cannot append to {}", self.type_name(target)))) };
         };
         if let Object::ByteArray(_) = self.graph.get(id) {
             // CPython calls `bytearray.extend(items)`: ints in range(256) only.
-            let mut add = Vec::with_capacity(items.len());
-            for &item in items {
-                match item {
-                    Value::Int(i) if (0..256).contains(&i) => add.push(i as u8),
-                    Value::Bool(b) => add.push(b as u8),
-                    Value::Int(_) => return Err(bad("byte must be in range(0, 256)")),
-                    v if matches!(self.graph.object(v), Some(Object::Int(_))) => {
-                        return Err(bad("byte must be in range(0, 256)"))
-                    }
-                    v => {
-                        return Err(bad(format!("'{}' object cannot be interpreted as an integer", self.type_name(v))))
-                    }
-                }
-            }
+            let add = items.iter().map(|&item| self.byte_of(item)).collect::<Result<Vec<u8>>>()?;
             if let Object::ByteArray(bytes) = self.graph.get_mut(id) {
                 bytes.extend_from_slice(&add);
             }
@@ -981,8 +979,53 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     .map_err(|e| bad(format!("unhashable type: '{}'", e.0)))?;
             }
             Object::Instance(inst) => inst.dict_items.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
+            Object::List(_) | Object::ByteArray(_) if !self.noload => return self.assign_items(id, items),
+            Object::List(_) | Object::ByteArray(_) => {}
             other => {
                 return Err(bad(format!("'{}' object does not support item assignment", other.type_name())));
+            }
+        }
+        Ok(())
+    }
+
+    /// SETITEM(S) on a list or bytearray: `target[index] = value` for each pair, as CPython's
+    /// `PyObject_SetItem` does it (an int index, negative from the end).
+    fn assign_items(&mut self, id: ObjId, items: &[Value]) -> Result<()> {
+        let (what, len) = match self.graph.get(id) {
+            Object::ByteArray(b) => ("bytearray", b.len()),
+            Object::List(l) => ("list", l.len()),
+            _ => unreachable!("assign_items on a list or bytearray"),
+        };
+        for pair in items.chunks_exact(2) {
+            let (key, value) = (pair[0], pair[1]);
+            let index = match key {
+                Value::Int(i) => i,
+                Value::Bool(b) => b as i64,
+                k if matches!(self.graph.object(k), Some(Object::Int(_))) => {
+                    return Err(bad("cannot fit 'int' into an index-sized integer"))
+                }
+                k => return Err(bad(format!("{what} indices must be integers or slices, not {}", self.type_name(k)))),
+            };
+            let at = if index < 0 { index.checked_add(len as i64) } else { Some(index) };
+            let Some(at) = at.and_then(|i| usize::try_from(i).ok()).filter(|&i| i < len) else {
+                return Err(bad(if what == "list" {
+                    "list assignment index out of range"
+                } else {
+                    "bytearray index out of range"
+                }));
+            };
+            match what {
+                "bytearray" => {
+                    let byte = self.byte_of(value)?;
+                    if let Object::ByteArray(b) = self.graph.get_mut(id) {
+                        b[at] = byte;
+                    }
+                }
+                _ => {
+                    if let Object::List(l) = self.graph.get_mut(id) {
+                        l[at] = value;
+                    }
+                }
             }
         }
         Ok(())

@@ -564,3 +564,40 @@ fn tuples_and_structs_take_the_whole_sequence() {
         assert_eq!(streamed, (1, 2, 3));
     }
 }
+
+#[test]
+fn setitem_on_a_list_or_bytearray_assigns_by_index() {
+    // As CPython's SETITEM(S) (`PyObject_SetItem`): expected values from `pickle.loads`.
+    let opts = DeOptions::new();
+    let list = |d: &[u8]| pikl::from_slice::<Vec<i64>>(d, opts).map_err(|e| e.to_string());
+    assert_eq!(list(b"(K\x01K\x02K\x03lK\x00K\x09s.").unwrap(), [9, 2, 3]);
+    assert_eq!(list(b"(K\x01K\x02K\x03lJ\xff\xff\xff\xffK\x09s.").unwrap(), [1, 2, 9]);
+    assert_eq!(list(b"(K\x01K\x02K\x03l(\x88K\x09K\x00K\x08u.").unwrap(), [8, 9, 3]);
+    assert_eq!(list(b"(K\x01K\x02K\x03l\x8a\x09\x01\x00\x00\x00\x00\x00\x00\x00\x00K\x09s.").unwrap(), [1, 9, 3]);
+    assert!(list(b"(K\x01K\x02K\x03lK\x03K\x09s.").unwrap_err().contains("list assignment index out of range"));
+    assert!(list(b"(K\x01K\x02K\x03lX\x01\x00\x00\x00aK\x09s.").unwrap_err().contains("not str"));
+    assert!(list(b"(K\x01K\x02K\x03l\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01K\x09s.")
+        .unwrap_err()
+        .contains("cannot fit 'int'"));
+    // A list appended to in runs, then assigned: every run is seen.
+    let pair = |d: &[u8]| pikl::from_slice::<(Vec<i64>, Vec<i64>)>(d, opts).unwrap();
+    assert_eq!(
+        pair(b"\x80\x02]q\x00(K\x01K\x02eh\x00K\x03ah\x00(J\xff\xff\xff\xffK\x07K\x00K\x08u\x86."),
+        (vec![8, 2, 7], vec![8, 2, 7])
+    );
+    // A set made from the list keeps the items it had ({1, 2, 3}, [9, 2, 3]).
+    let (set, after): (BTreeSet<i64>, Vec<i64>) =
+        pikl::from_slice(b"\x80\x02c__builtin__\nset\n]q\x00(K\x01K\x02K\x03e\x85Rh\x00K\x00K\x09s0h\x00\x86.", opts)
+            .unwrap();
+    assert_eq!((set, after), (BTreeSet::from([1, 2, 3]), vec![9, 2, 3]));
+    // A bytearray takes ints in range(256).
+    let bytes = |d: &[u8]| pikl::from_slice::<serde_bytes::ByteBuf>(d, opts).map_err(|e| e.to_string());
+    assert_eq!(bytes(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x00K\x41s.").unwrap().as_slice(), b"Ab");
+    assert_eq!(bytes(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ab\x88\x89s.").unwrap().as_slice(), b"a\x00");
+    assert!(bytes(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x00M\x00\x01s.")
+        .unwrap_err()
+        .contains("range(0, 256)"));
+    assert!(bytes(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x05K\x41s.")
+        .unwrap_err()
+        .contains("index out of range"));
+}

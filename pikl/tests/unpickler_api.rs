@@ -400,7 +400,8 @@ fn fast_path_matches_the_general_path() {
         (b"(dp0\n(lp1\nI1\ns.", 13, "unhashable type: 'list'"),
         (b"(dp0\nI1\nI2\na.", 11, "append"),
         (b"(lp0\nI1\nag7\n.", 9, "Memo value not found at index 7"),
-        (b"(lp0\nI1\nI2\ns.", 11, "item assignment"),
+        (b"(lp0\nI1\nI2\ns.", 11, "list assignment index out of range"),
+        (b"(tp0\nI1\nI2\ns.", 11, "item assignment"),
         (b"(lp0\nI1\nI2\nI3\ns.", 14, "cannot set items on int"),
         (b"\x80\x02}(]K\x01u.", 7, "unhashable type: 'list'"),
         (b"\x80\x02}(K\x01u.", 6, "odd number of items for SETITEMS"),
@@ -455,4 +456,35 @@ fn each_load_starts_clean_after_a_failed_one() {
     let v = pikl::loads(b"\x80\x04X\x01\x00\x00\x00b\x94X\x01\x00\x00\x00a\x94\x86.").expect("loads");
     assert_eq!(v.to_string(), "('b', 'a')");
     assert_eq!(v.graph.len(), 3, "two strs and a tuple, nothing else");
+}
+
+#[test]
+fn setitem_on_a_list_or_bytearray_assigns_by_index() {
+    // CPython's SETITEM(S) calls `PyObject_SetItem`, so a list or bytearray target takes an
+    // int index. Expected results from `pickle.loads` in CPython 3.11.
+    let cases: &[(&[u8], Result<&str, &str>)] = &[
+        (b"(K\x01K\x02K\x03lK\x00K\x09s.", Ok("[9, 2, 3]")),
+        (b"(K\x01K\x02K\x03lJ\xff\xff\xff\xffK\x09s.", Ok("[1, 2, 9]")),
+        (b"(K\x01K\x02K\x03l\x8a\x01\x01K\x09s.", Ok("[1, 9, 3]")),
+        (b"(K\x01K\x02K\x03l(\x88K\x09K\x00K\x08u.", Ok("[8, 9, 3]")),
+        (b"(K\x01K\x02K\x03lK\x03K\x09s.", Err("list assignment index out of range")),
+        (b"(K\x01K\x02K\x03lJ\xfc\xff\xff\xffK\x09s.", Err("list assignment index out of range")),
+        (b"(K\x01K\x02K\x03lX\x01\x00\x00\x00aK\x09s.", Err("list indices must be integers or slices, not str")),
+        (b"(K\x01K\x02K\x03lG?\xf0\x00\x00\x00\x00\x00\x00K\x09s.", Err("not float")),
+        (b"(K\x01K\x02K\x03l\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01K\x09s.", Err("cannot fit 'int'")),
+        (b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x00K\x41s.", Ok("bytearray(b'Ab')")),
+        (b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ab\x88\x89s.", Ok("bytearray(b'a\\x00')")),
+        (b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x00M\x00\x01s.", Err("byte must be in range(0, 256)")),
+        (b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x05K\x41s.", Err("bytearray index out of range")),
+        (b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00abK\x00X\x01\x00\x00\x00as.", Err("cannot be interpreted")),
+        // A tuple still refuses.
+        (b"(K\x01K\x02tK\x00K\x09s.", Err("'tuple' object does not support item assignment")),
+    ];
+    for &(data, want) in cases {
+        match (pikl::loads(data), want) {
+            (Ok(v), Ok(repr)) => assert_eq!(v.to_string(), repr, "{data:?}"),
+            (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "{data:?}: {e}"),
+            (got, want) => panic!("{data:?}: got {:?}, want {want:?}", got.map(|v| v.to_string())),
+        }
+    }
 }

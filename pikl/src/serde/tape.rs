@@ -32,6 +32,9 @@ pub(crate) type Item = u64;
 /// Marks an [`Item`] naming an object.
 pub(crate) const OBJ: u64 = 1 << 63;
 
+/// Most list items SETITEM on lists may copy in one pickle (see [`Machine::assign_items`]).
+const ASSIGN_BUDGET: usize = 1 << 22;
+
 /// "No index".
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -574,6 +577,7 @@ pub(crate) fn build<'de, R: Read<'de>>(r: &mut R, input: Input<'de>, opts: &DeOp
         opts,
         input,
         hashable_tuples: HashSet::new(),
+        assigned: 0,
     };
     if r.at_end()? {
         return Err(Error::eof(r.position()).with_message("ran out of input"));
@@ -618,6 +622,8 @@ struct Machine<'de, 'o> {
     /// Tuples (object indices) known to be hashable: a tuple's items never change, so each
     /// is walked at most once however often it is used as a key.
     hashable_tuples: HashSet<u32>,
+    /// List items copied so far by SETITEM on a list (see [`Machine::assign_items`]).
+    assigned: usize,
 }
 
 /// Which builtin a REDUCE calls, when serde reads the result natively.
@@ -918,6 +924,8 @@ impl Machine<'_, '_> {
             }
             // As the unpickler: `__setitem__` of an unknown class may take any key.
             Obj::Instance(inst) => inst.dict,
+            Obj::List(_) => return self.assign_items(i, items),
+            Obj::ByteArray(ba) if !ba.readonly => return self.assign_items(i, items),
             _ => return Err(bad("SETITEM needs a dict")),
         };
         self.tape.link(&mut chain, items)?;
@@ -927,6 +935,98 @@ impl Machine<'_, '_> {
             _ => unreachable!(),
         }
         Ok(())
+    }
+
+    /// SETITEM(S) on a list or bytearray: `target[index] = value` for each pair, as CPython's
+    /// `PyObject_SetItem` (an int index, negative from the end). A list's items are copied to
+    /// a run of their own first (their runs may be shared with a set made from the list), at
+    /// most [`ASSIGN_BUDGET`] items in all, so a hostile stream cannot make this quadratic.
+    fn assign_items(&mut self, i: usize, items: &[Item]) -> Result<()> {
+        let list = match &self.tape.objs[i] {
+            Obj::List(c) => Some(*c),
+            _ => None,
+        };
+        let what = if list.is_some() { "list" } else { "bytearray" };
+        let mut all: Vec<Item> = match list {
+            Some(c) => {
+                self.assigned = self.assigned.saturating_add(c.total as usize);
+                if self.assigned > ASSIGN_BUDGET {
+                    return Err(bad("too many list item assignments for the serde reader"));
+                }
+                self.tape.iter(&c).collect()
+            }
+            None => Vec::new(),
+        };
+        let mut bytes = match (&self.tape.objs[i], &self.input) {
+            (Obj::ByteArray(ba), input) => match (&ba.buf, input) {
+                (Buf::Owned(b), _) => b.clone(),
+                (Buf::Input(s, e), Input::Slice(b)) => b[*s..*e].to_vec(),
+                (Buf::Input(s, e), Input::Record(r)) => r.borrow()[*s..*e].to_vec(),
+            },
+            _ => Vec::new(),
+        };
+        let len = if list.is_some() { all.len() } else { bytes.len() };
+        for pair in items.chunks_exact(2) {
+            let index = self.index_of(pair[0], what)?;
+            let at = if index < 0 { index.checked_add(len as i64) } else { Some(index) };
+            let Some(at) = at.and_then(|x| usize::try_from(x).ok()).filter(|&x| x < len) else {
+                return Err(bad(if list.is_some() {
+                    "list assignment index out of range"
+                } else {
+                    "bytearray index out of range"
+                }));
+            };
+            if list.is_some() {
+                all[at] = pair[1];
+            } else {
+                bytes[at] = self.byte_of(pair[1])?;
+            }
+        }
+        if list.is_some() {
+            let mut fresh = Chain::EMPTY;
+            self.tape.link(&mut fresh, &all)?;
+            self.tape.objs[i] = Obj::List(fresh);
+        } else if let Obj::ByteArray(ba) = &mut self.tape.objs[i] {
+            ba.buf = Buf::Owned(bytes);
+        }
+        Ok(())
+    }
+
+    /// An int used as a list or bytearray index.
+    fn index_of(&self, key: Item, what: &str) -> Result<i64> {
+        /// A two's complement int of more than 8 bytes, if it fits an `i64`.
+        fn long_i64(d: &[u8]) -> Option<i64> {
+            let neg = d.last().is_some_and(|&b| b & 0x80 != 0);
+            let fill = if neg { 0xFF } else { 0 };
+            if d.len() > 8 && d[8..].iter().any(|&b| b != fill) {
+                return None;
+            }
+            let mut buf = [fill; 8];
+            let n = d.len().min(8);
+            buf[..n].copy_from_slice(&d[..n]);
+            let v = i64::from_le_bytes(buf);
+            ((v < 0) == neg).then_some(v)
+        }
+        let too_big = || bad("cannot fit 'int' into an index-sized integer");
+        if key & OBJ == 0 {
+            let got = self.with_scalar(key, |sc| match sc {
+                Scalar::Int(i) => Some(Some(i)),
+                Scalar::Bool(b) => Some(Some(b as i64)),
+                Scalar::Long(d) => Some(long_i64(d)),
+                _ => None,
+            });
+            if let Some(i) = got {
+                return i.ok_or_else(too_big);
+            }
+        } else {
+            match self.tape.obj(key) {
+                Obj::Int(i) => return Ok(*i),
+                Obj::Bool(b) => return Ok(*b as i64),
+                Obj::Long(s, e) => return long_i64(self.tape.data(*s, *e)).ok_or_else(too_big),
+                _ => {}
+            }
+        }
+        Err(bad(format!("{what} indices must be integers or slices, not {}", self.type_name(key))))
     }
 
     fn add_items(&mut self, target: Item, items: &[Item]) -> Result<()> {
