@@ -463,7 +463,8 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     fn save_all<'g>(&mut self, g: &'g Graph, root: Value) -> Result<()> {
         // The task stack of the last pickle on this thread (empty), rather than a new one.
-        let mut tasks: Vec<Task<'g>> = TASK_CACHE.with(Cell::take);
+        // `try_with`: while the thread's locals are torn down, a pickler allocates afresh.
+        let mut tasks: Vec<Task<'g>> = TASK_CACHE.try_with(Cell::take).unwrap_or_default();
         if tasks.capacity() == 0 {
             tasks.reserve(16);
         }
@@ -472,7 +473,7 @@ impl<'h, W: Write> Pickler<'h, W> {
         if tasks.capacity() <= TASKS_RECYCLE_MAX {
             // An empty vector of the same layout, collected in place: the allocation is kept.
             let empty: Vec<Task<'static>> = tasks.into_iter().map(|_| Task::Op(NO_OP)).collect();
-            TASK_CACHE.with(|c| c.set(empty));
+            let _ = TASK_CACHE.try_with(|c| c.set(empty));
         }
         Ok(())
     }
@@ -2180,7 +2181,7 @@ fn encode_pairs(items: &[(Value, Value)], out: &mut Scratch) -> (usize, usize) {
 
 /// Writes `v` at `protocol` into a new buffer (Python's `pickle.dumps`).
 pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> {
-    let memo = MEMO_CACHE.with(Cell::take).unwrap_or_default();
+    let memo = MEMO_CACHE.try_with(Cell::take).ok().flatten().unwrap_or_default();
     // The output's first buffer, by the graph's size (about 32 bytes an object, up to 4 KiB):
     // a small pickle gets a small allocation, which the allocator serves and frees cheaply.
     let capacity = graph.len().saturating_mul(32).clamp(256, 4096);
@@ -2188,7 +2189,7 @@ pub fn dumps(graph: &Graph, v: Value, protocol: Option<i32>) -> Result<Vec<u8>> 
     let res = p.dump(graph, v);
     let out = p.out.take_buf();
     if let Some(memo) = p.memo.recycle() {
-        MEMO_CACHE.with(|c| c.set(Some(memo)));
+        let _ = MEMO_CACHE.try_with(|c| c.set(Some(memo)));
     }
     res?;
     Ok(out)

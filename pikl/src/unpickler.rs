@@ -313,7 +313,8 @@ impl<R> Drop for Unpickler<'_, R> {
         spare.marks.clear();
         spare.memo.clear();
         spare.strs.clear();
-        SPARE.with(|c| c.set(Some(spare)));
+        // `try_with`: an unpickler dropped while the thread's locals are torn down just frees.
+        let _ = SPARE.try_with(|c| c.set(Some(spare)));
     }
 }
 
@@ -329,7 +330,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// time in `memcpy`.
     #[inline]
     fn sized(reader: R, len: u64) -> Self {
-        let mut spare = SPARE.with(Cell::take).unwrap_or_else(|| Spare {
+        let mut spare = SPARE.try_with(Cell::take).ok().flatten().unwrap_or_else(|| Spare {
             stack: Vec::with_capacity(64),
             marks: Vec::with_capacity(16),
             memo: Vec::new(),

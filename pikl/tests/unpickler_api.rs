@@ -488,3 +488,31 @@ fn setitem_on_a_list_or_bytearray_assigns_by_index() {
         }
     }
 }
+
+#[test]
+fn picklers_and_unpicklers_work_while_a_thread_exits() {
+    // The per-thread working buffers are thread locals: an unpickler or pickler used from
+    // another thread local's destructor (after them) must still work, not panic.
+    struct AtExit;
+    impl Drop for AtExit {
+        fn drop(&mut self) {
+            let data = b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.";
+            let loaded = pikl::loads(data).expect("loads at thread exit");
+            assert_eq!(loaded.to_string(), "[1, 2]");
+            let again = pikl::dumps(&loaded.graph, loaded.root, Some(4)).expect("dumps at thread exit");
+            assert_eq!(&again[..], &data[..]);
+        }
+    }
+    thread_local! {
+        static AT_EXIT: AtExit = const { AtExit };
+    }
+    std::thread::spawn(|| {
+        // Thread locals are torn down in the reverse order of their first use: the buffers,
+        // used after `AT_EXIT`, are gone when it runs.
+        AT_EXIT.with(|_| {});
+        let loaded = pikl::loads(b"\x80\x04K\x01.").expect("loads");
+        pikl::dumps(&loaded.graph, loaded.root, Some(4)).expect("dumps");
+    })
+    .join()
+    .expect("no panic at thread exit");
+}
