@@ -123,7 +123,7 @@ fn repr_into(g: &Graph, root: Value, w: &mut Limited) -> fmt::Result {
             Object::Bytes(b) => write_bytes_repr(w, b)?,
             Object::ByteArray(b) => {
                 w.write_str("bytearray(")?;
-                write_bytes_repr(w, b)?;
+                write_bytes_literal(w, b, true)?;
                 w.write_str(")")?;
             }
             Object::Buffer(b) => {
@@ -374,6 +374,12 @@ pub(crate) fn write_str_repr(w: &mut dyn Write, s: &PyStr) -> fmt::Result {
 
 /// Python's `repr(bytes)`.
 pub(crate) fn write_bytes_repr(w: &mut dyn Write, b: &[u8]) -> fmt::Result {
+    write_bytes_literal(w, b, false)
+}
+
+/// A bytes literal; `bytearray`'s repr escapes every `'`, even inside `"` quotes
+/// (`bytearray(b"\'")`), where a bytes repr writes it bare (`b"'"`).
+fn write_bytes_literal(w: &mut dyn Write, b: &[u8], escape_single: bool) -> fmt::Result {
     let quote = quote_for(b.contains(&b'\''), b.contains(&b'"'));
     let mut out = String::with_capacity(b.len() + 3);
     out.push('b');
@@ -384,9 +390,9 @@ pub(crate) fn write_bytes_repr(w: &mut dyn Write, b: &[u8]) -> fmt::Result {
             b'\t' => out.push_str("\\t"),
             b'\n' => out.push_str("\\n"),
             b'\r' => out.push_str("\\r"),
-            _ if c as char == quote => {
+            _ if c as char == quote || (escape_single && c == b'\'') => {
                 out.push('\\');
-                out.push(quote);
+                out.push(c as char);
             }
             0x20..=0x7E => out.push(c as char),
             _ => {
@@ -401,6 +407,20 @@ pub(crate) fn write_bytes_repr(w: &mut dyn Write, b: &[u8]) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytearray_escapes_every_single_quote() {
+        // CPython 3.11: repr(bytearray(b"'")), repr(b"'"), repr(bytearray(b'\'"')).
+        let lit = |b: &[u8], ba: bool| {
+            let mut s = String::new();
+            write_bytes_literal(&mut s, b, ba).expect("write");
+            s
+        };
+        assert_eq!(lit(b"'", true), r#"b"\'""#);
+        assert_eq!(lit(b"'", false), r#"b"'""#);
+        assert_eq!(lit(b"'\"", true), r#"b'\'"'"#);
+        assert_eq!(lit(b"'\"", false), r#"b'\'"'"#);
+    }
 
     fn f(x: f64) -> String {
         let mut s = String::new();

@@ -1,0 +1,127 @@
+"""Random Python values pickled by CPython at every protocol (the oracle for
+pikl-cli/tests/random_values.rs).
+
+    python3 gen_random_values.py SEED COUNT
+
+Values are nests of None, bools, ints (every width, big ones too), floats (specials too),
+strs (non-ASCII, astral, lone surrogates), bytes, bytearrays, tuples, lists, dicts, sets and
+frozensets, with shared references and cycles through lists and dicts. Prints one line per
+value and protocol: `PROTOCOL PICKLE_HEX REPR_HEX`, the repr only for values without sets
+(whose order pikl keeps as loaded and CPython's repr shows by hash) and without recursion
+(`[...]`), else `-`. Run with a fixed PYTHONHASHSEED so the pickles of sets are stable.
+"""
+import pickle
+import random
+import sys
+
+
+def rand_int(rng):
+    width = rng.choice([1, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 100, 300])
+    v = rng.getrandbits(width)
+    return -v if rng.random() < 0.4 else v
+
+
+def rand_float(rng):
+    r = rng.random()
+    if r < 0.05:
+        return rng.choice([float("inf"), float("-inf"), float("nan"), -0.0, 0.0, 1e308, 5e-324])
+    if r < 0.3:
+        return float(rng.randint(-1000, 1000))
+    return rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-20, 20)
+
+
+ALPHABET = "ab\u00e9\u00ff\u0100\u20ac\u4e2d\U0001f600 \\\n\r\x00\x1a'\""
+
+
+def rand_str(rng):
+    n = rng.choice([0, 1, 1, 2, 5, 20, 300])
+    s = "".join(rng.choice(ALPHABET) for _ in range(n))
+    if rng.random() < 0.05:
+        s += "\ud800"  # a lone surrogate
+    return s
+
+
+def rand_bytes(rng):
+    n = rng.choice([0, 1, 2, 10, 300])
+    return bytes(rng.getrandbits(8) for _ in range(n))
+
+
+def rand_key(rng, depth):
+    r = rng.random()
+    if r < 0.3:
+        return rand_int(rng)
+    if r < 0.6:
+        return rand_str(rng)
+    if r < 0.7:
+        return rand_bytes(rng)
+    if r < 0.8:
+        return rand_float(rng)
+    if r < 0.85:
+        return rng.choice([None, True, False])
+    if r < 0.95 and depth < 3:
+        return tuple(rand_key(rng, depth + 1) for _ in range(rng.randint(0, 3)))
+    return frozenset(rand_key(rng, depth + 1) for _ in range(rng.randint(0, 3))) if depth < 3 else 0
+
+
+def rand_value(rng, depth, pool):
+    r = rng.random()
+    if pool and r < 0.08:
+        return rng.choice(pool)  # a shared reference
+    if depth >= 4 or r < 0.45:
+        return rng.choice([
+            lambda: None, lambda: rng.random() < 0.5, lambda: rand_int(rng), lambda: rand_float(rng),
+            lambda: rand_str(rng), lambda: rand_bytes(rng), lambda: bytearray(rand_bytes(rng)),
+        ])()
+    n = rng.randint(0, 6)
+    kind = rng.choice(["list", "tuple", "dict", "set", "frozenset", "list", "dict"])
+    if kind == "list":
+        v = []
+        pool.append(v)
+        v.extend(rand_value(rng, depth + 1, pool) for _ in range(n))
+        if rng.random() < 0.05:
+            v.append(v)  # a cycle
+    elif kind == "tuple":
+        v = tuple(rand_value(rng, depth + 1, pool) for _ in range(n))
+        pool.append(v)
+    elif kind == "dict":
+        v = {}
+        pool.append(v)
+        for _ in range(n):
+            v[rand_key(rng, 0)] = rand_value(rng, depth + 1, pool)
+    elif kind == "set":
+        v = {rand_key(rng, 0) for _ in range(n)}
+        pool.append(v)
+    else:
+        v = frozenset(rand_key(rng, 0) for _ in range(n))
+        pool.append(v)
+    return v
+
+
+def plain(v, seen=None):
+    """True when pikl's repr must equal CPython's: no sets, no recursion."""
+    seen = set() if seen is None else seen
+    if isinstance(v, (set, frozenset)):
+        return False
+    if isinstance(v, (list, tuple, dict)):
+        if id(v) in seen:
+            return False
+        seen = seen | {id(v)}
+        items = list(v.items()) if isinstance(v, dict) else list(v)
+        flat = [x for kv in items for x in (kv if isinstance(v, dict) else (kv,))]
+        return all(plain(x, seen) for x in flat)
+    return True
+
+
+def main():
+    seed, count = int(sys.argv[1]), int(sys.argv[2])
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        value = rand_value(rng, 0, [])
+        text = repr(value).encode("utf-8", "surrogatepass").hex() if plain(value) else "-"
+        for proto in range(6):
+            out.append("%d %s %s" % (proto, pickle.dumps(value, proto).hex(), text))
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+main()
