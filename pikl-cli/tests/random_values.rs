@@ -17,10 +17,11 @@ fn random_values_round_trip_byte_for_byte() {
     let script = common::corpus_scripts().join("gen_random_values.py");
     let mut problems = Vec::new();
     let (mut checked, mut with_repr) = (0usize, 0usize);
-    for seed in [1, 2, 3] {
+    for (seed, mode) in [(1, None), (2, None), (3, None), (4, Some("objects")), (5, Some("objects"))] {
         let out = Command::new("python3")
             .arg(&script)
             .args([seed.to_string(), COUNT.to_string()])
+            .args(mode)
             // Sets of strs iterate in hash order: a fixed seed makes CPython's bytes stable.
             .env("PYTHONHASHSEED", "0")
             .stderr(Stdio::inherit())
@@ -62,7 +63,8 @@ fn random_values_round_trip_byte_for_byte() {
             }
         }
     }
-    assert!(checked == 3 * COUNT * 6 && with_repr > checked / 4, "checked {checked}, with a repr {with_repr}");
+    // Slotted instances cannot be pickled below protocol 2: those lines are left out.
+    assert!(checked > 4 * COUNT * 6 && with_repr > checked / 5, "checked {checked}, with a repr {with_repr}");
     assert!(
         problems.is_empty(),
         "{} differences from CPython:\n{}",

@@ -1672,7 +1672,7 @@ impl<'h, W: Write> Pickler<'h, W> {
             Construct::NewObjEx if self.proto >= 4 => {
                 tasks.push(Task::Op(Op::NewObjEx as u8));
                 tasks.push(Task::Save(inst.kwargs.unwrap_or(Value::None)));
-                tasks.push(fresh_args(g, inst.args));
+                tasks.push(newobj_args(g, inst.args));
                 tasks.push(Task::Save(inst.callable));
             }
             Construct::NewObjEx => {
@@ -1748,7 +1748,9 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::ReduceEnd { key, inst, list: plan.list, dict: plan.dict, own: true });
             tasks.push(Task::Op(Op::NewObj as u8));
             match plan.newargs {
-                NewArgs::Node(v) => tasks.push(fresh_args(g, v)),
+                // `__getnewargs__` makes a fresh tuple of the object's own items (`tuple(self)`
+                // of a namedtuple): a list among them is shared, not a fresh copy.
+                NewArgs::Node(v) => tasks.push(newobj_args(g, v)),
                 NewArgs::Items(items) => {
                     self.push_tuple_of(tasks, items.iter().map(|&v| TupleItem::Value(v)).collect())
                 }
@@ -1939,6 +1941,14 @@ enum TupleItem<'g> {
 
 /// The arguments of a reduction: CPython's `__reduce__` builds a fresh tuple each call, so it is
 /// never a shared (memo) object.
+/// The args tuple of NEWOBJ / NEWOBJ_EX: a fresh tuple whose items keep their identity.
+fn newobj_args<'g>(g: &'g Graph, args: Value) -> Task<'g> {
+    match g.object(args) {
+        Some(Object::Tuple(items)) => Task::FreshTuple(items),
+        _ => Task::Save(args),
+    }
+}
+
 fn fresh_args<'g>(g: &'g Graph, args: Value) -> Task<'g> {
     match g.object(args) {
         Some(Object::Tuple(items)) => Task::ReduceArgs(items),

@@ -1,18 +1,74 @@
 """Random Python values pickled by CPython at every protocol (the oracle for
 pikl-cli/tests/random_values.rs).
 
-    python3 gen_random_values.py SEED COUNT
+    python3 gen_random_values.py SEED COUNT [objects]
 
 Values are nests of None, bools, ints (every width, big ones too), floats (specials too),
 strs (non-ASCII, astral, lone surrogates), bytes, bytearrays, tuples, lists, dicts, sets and
-frozensets, with shared references and cycles through lists and dicts. Prints one line per
+frozensets, with shared references and cycles through lists and dicts; with `objects`, also
+instances (plain, dataclass, slotted, namedtuple), classes and functions, and values of
+well-known library types (datetime, Decimal, Fraction, complex, OrderedDict, deque, Counter,
+range). Prints one line per
 value and protocol: `PROTOCOL PICKLE_HEX REPR_HEX`, the repr only for values without sets
 (whose order pikl keeps as loaded and CPython's repr shows by hash) and without recursion
 (`[...]`), else `-`. Run with a fixed PYTHONHASHSEED so the pickles of sets are stable.
 """
+import collections
+import dataclasses
+import datetime
+import decimal
+import fractions
 import pickle
 import random
 import sys
+
+
+# Attribute names are longer than one character: whether CPython's loader interns a
+# one-character key as the latin-1 singleton or as a distinct identifier object depends on
+# what the interpreter interned before (pikl takes the singleton).
+class Plain:
+    """An instance with a `__dict__` (BUILD with a dict state)."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+
+@dataclasses.dataclass
+class Point:
+    xx: object
+    yy: object
+
+
+class Slotted:
+    __slots__ = ("pp", "qq")
+
+    def __init__(self, pp, qq):
+        self.pp, self.qq = pp, qq
+
+
+Pair = collections.namedtuple("Pair", "left right")
+
+
+def rand_object(rng, depth, pool):
+    """An instance, a class or function, or a value of a well-known library type."""
+    leaf = lambda: rand_value(rng, depth + 1, pool)
+    return rng.choice([
+        lambda: Plain(leaf(), leaf()),
+        lambda: Point(leaf(), leaf()),
+        lambda: Slotted(leaf(), leaf()),
+        lambda: Pair(leaf(), leaf()),
+        lambda: complex(rand_float(rng), rand_float(rng)),
+        lambda: datetime.date(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28)),
+        lambda: datetime.datetime(2024, rng.randint(1, 12), 3, rng.randint(0, 23), 4, 5, rng.randint(0, 999999)),
+        lambda: datetime.timedelta(days=rng.randint(-999, 999), seconds=rng.randint(0, 86399)),
+        lambda: decimal.Decimal(rng.choice(["1.5", "-0", "NaN", "1E+400", "3.14159"])),
+        lambda: fractions.Fraction(rng.randint(-99, 99), rng.randint(1, 99)),
+        lambda: collections.OrderedDict((rand_str(rng), leaf()) for _ in range(rng.randint(0, 3))),
+        lambda: collections.deque(leaf() for _ in range(rng.randint(0, 3))),
+        lambda: collections.Counter(rand_str(rng) for _ in range(rng.randint(0, 4))),
+        lambda: range(rng.randint(-5, 5), rng.randint(5, 50), rng.randint(1, 4)),
+        lambda: rng.choice([len, print, dict, Plain, Point, int, collections.OrderedDict, decimal.Decimal]),
+    ])()
 
 
 def rand_int(rng):
@@ -72,6 +128,10 @@ def rand_value(rng, depth, pool):
             lambda: None, lambda: rng.random() < 0.5, lambda: rand_int(rng), lambda: rand_float(rng),
             lambda: rand_str(rng), lambda: rand_bytes(rng), lambda: bytearray(rand_bytes(rng)),
         ])()
+    if OBJECTS and r < 0.55:
+        v = rand_object(rng, depth, pool)
+        pool.append(v)
+        return v
     n = rng.randint(0, 6)
     kind = rng.choice(["list", "tuple", "dict", "set", "frozenset", "list", "dict"])
     if kind == "list":
@@ -98,9 +158,11 @@ def rand_value(rng, depth, pool):
 
 
 def plain(v, seen=None):
-    """True when pikl's repr must equal CPython's: no sets, no recursion."""
+    """True when pikl's repr must equal CPython's: no sets, no recursion, only builtins."""
     seen = set() if seen is None else seen
     if isinstance(v, (set, frozenset)):
+        return False
+    if type(v) not in (type(None), bool, int, float, str, bytes, bytearray, list, tuple, dict):
         return False
     if isinstance(v, (list, tuple, dict)):
         if id(v) in seen:
@@ -112,15 +174,24 @@ def plain(v, seen=None):
     return True
 
 
+OBJECTS = False
+
+
 def main():
+    global OBJECTS
     seed, count = int(sys.argv[1]), int(sys.argv[2])
+    OBJECTS = sys.argv[3:] == ["objects"]
     rng = random.Random(seed)
     out = []
     for _ in range(count):
         value = rand_value(rng, 0, [])
         text = repr(value).encode("utf-8", "surrogatepass").hex() if plain(value) else "-"
         for proto in range(6):
-            out.append("%d %s %s" % (proto, pickle.dumps(value, proto).hex(), text))
+            try:
+                data = pickle.dumps(value, proto)
+            except (TypeError, pickle.PicklingError):
+                continue  # a slotted instance below protocol 2
+            out.append("%d %s %s" % (proto, data.hex(), text))
     sys.stdout.write("\n".join(out) + "\n")
 
 
