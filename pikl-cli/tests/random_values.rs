@@ -1,7 +1,9 @@
 //! Random Python values (`tests/corpus/gen_random_values.py`, fixed seeds) pickled by CPython
-//! at every protocol: nests of every builtin type with shared references and cycles. pikl must
-//! load each pickle (with CPython's repr where the value has no sets or cycles), write it back
-//! at the same protocol byte for byte as CPython wrote it, and the serde reader must read it.
+//! at every protocol: nests of every builtin type with shared references and cycles, and in
+//! `objects` mode instances, classes and library types. pikl must load each pickle (with
+//! CPython's repr where the value has no sets, cycles or instances), write it back at the same
+//! protocol byte for byte as CPython wrote it or re-pickles what it loads, and the serde reader
+//! must read it.
 
 mod common;
 
@@ -31,10 +33,11 @@ fn random_values_round_trip_byte_for_byte() {
         let text = String::from_utf8(out.stdout).expect("UTF-8");
         for line in text.lines() {
             let mut parts = line.split(' ');
-            let (proto, hex, repr) =
-                (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let mut next = || parts.next().unwrap_or("");
+            let (proto, hex, again, repr) = (next(), next(), next(), next());
             let proto: i32 = proto.parse().expect("protocol");
             let data = hex_decode(hex);
+            let repickle = hex_decode(again);
             let hex = &hex[..hex.len().min(48)];
             checked += 1;
             let loaded = match pikl::loads(&data) {
@@ -52,9 +55,12 @@ fn random_values_round_trip_byte_for_byte() {
                 }
             }
             match pikl::dumps(&loaded.graph, loaded.root, Some(proto)) {
-                Ok(again) if again == data => {}
-                Ok(again) => {
-                    problems.push(format!("{hex}: protocol {proto} rewritten {}", short_hex_diff(&again, &data)))
+                // Either is what CPython writes for this value: the pickle as written (the
+                // repickle may order a set's items differently: it rebuilt the set), or the
+                // repickle (loading made equal one-character strs one object, as pikl does).
+                Ok(out) if out == data || out == repickle => {}
+                Ok(out) => {
+                    problems.push(format!("{hex}: protocol {proto} rewritten {}", short_hex_diff(&out, &repickle)))
                 }
                 Err(e) => problems.push(format!("{hex}: pikl cannot write it back: {e}")),
             }

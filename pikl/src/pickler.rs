@@ -1771,9 +1771,9 @@ impl<'h, W: Write> Pickler<'h, W> {
         // The instance's items went into `base(obj)`.
         tasks.push(Task::ReduceEnd { key, inst, list: &[], dict: &[], own: false });
         tasks.push(Task::Op(Op::Reduce as u8));
-        let (base, state): (&'static str, TupleItem<'g>) = if !list.is_empty() {
+        let (base, state): (&'static str, TupleItem<'g>) = if !list.is_empty() || plan.base == Some("list") {
             ("list", TupleItem::List(list))
-        } else if !dict.is_empty() {
+        } else if !dict.is_empty() || plan.base == Some("dict") {
             ("dict", TupleItem::Dict(dict))
         } else if let [one] = newargs {
             match *one {
@@ -1880,6 +1880,8 @@ enum NewArgs<'g> {
 struct DefaultReduce<'g> {
     cls: Value,
     newargs: NewArgs<'g>,
+    /// The base a `copyreg._reconstructor` named (`list`, `dict`), kept even with no items.
+    base: Option<&'static str>,
     /// Items of a list or dict base.
     list: &'g [Value],
     dict: &'g [(Value, Value)],
@@ -1889,15 +1891,28 @@ struct DefaultReduce<'g> {
 fn default_reduce<'g>(g: &'g Graph, inst: &'g Instance, args: &'g [Value], below_2: bool) -> Option<DefaultReduce<'g>> {
     match inst.construct {
         Construct::NewObj => {
-            return Some(DefaultReduce { cls: inst.callable, newargs: NewArgs::Node(inst.args), list: &[], dict: &[] })
+            return Some(DefaultReduce {
+                cls: inst.callable,
+                newargs: NewArgs::Node(inst.args),
+                base: None,
+                list: &[],
+                dict: &[],
+            })
         }
         Construct::Inst | Construct::Obj => {
-            return Some(DefaultReduce { cls: inst.callable, newargs: NewArgs::Items(&[]), list: &[], dict: &[] })
+            return Some(DefaultReduce {
+                cls: inst.callable,
+                newargs: NewArgs::Items(&[]),
+                base: None,
+                list: &[],
+                dict: &[],
+            })
         }
         Construct::NewObjEx => {
             return (below_2).then_some(DefaultReduce {
                 cls: inst.callable,
                 newargs: NewArgs::Items(&[]),
+                base: None,
                 list: &[],
                 dict: &[],
             })
@@ -1913,11 +1928,11 @@ fn default_reduce<'g>(g: &'g Graph, inst: &'g Instance, args: &'g [Value], below
         return None;
     }
     let (cls, state) = (args[0], args[2]);
-    let mut plan = DefaultReduce { cls, newargs: NewArgs::Items(&[]), list: &[], dict: &[] };
+    let mut plan = DefaultReduce { cls, newargs: NewArgs::Items(&[]), base: None, list: &[], dict: &[] };
     match (base.name.as_str(), g.object(state)) {
         ("object", None) if state == Value::None => {}
-        ("list", Some(Object::List(items))) => plan.list = items,
-        ("dict", Some(Object::Dict(d))) => plan.dict = d.entries(),
+        ("list", Some(Object::List(items))) => (plan.list, plan.base) = (items, Some("list")),
+        ("dict", Some(Object::Dict(d))) => (plan.dict, plan.base) = (d.entries(), Some("dict")),
         ("tuple", Some(Object::Tuple(items))) => plan.newargs = NewArgs::Items(items),
         ("int" | "float" | "str" | "bytes", _) => plan.newargs = NewArgs::Items(std::slice::from_ref(&args[2])),
         _ => return None,

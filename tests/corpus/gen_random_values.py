@@ -9,12 +9,15 @@ frozensets, with shared references and cycles through lists and dicts; with `obj
 instances (plain, dataclass, slotted, namedtuple), classes and functions, and values of
 well-known library types (datetime, Decimal, Fraction, complex, OrderedDict, deque, Counter,
 range). Prints one line per
-value and protocol: `PROTOCOL PICKLE_HEX REPR_HEX`, the repr only for values without sets
+value and protocol: `PROTOCOL PICKLE_HEX REPICKLE_HEX REPR_HEX` (the repickle: what CPython
+writes for the value it loads from the pickle), the repr only for values without sets
 (whose order pikl keeps as loaded and CPython's repr shows by hash) and without recursion
 (`[...]`), else `-`. Run with a fixed PYTHONHASHSEED so the pickles of sets are stable.
 """
 import collections
 import dataclasses
+import enum
+import functools
 import datetime
 import decimal
 import fractions
@@ -49,6 +52,37 @@ class Slotted:
 Pair = collections.namedtuple("Pair", "left right")
 
 
+class Color(enum.Enum):
+    RED = 1
+    GREEN = "green"
+
+
+class Tags(set):
+    """A set subclass with an attribute (reduced with `list(self)` and a `__dict__`)."""
+
+
+class Items(list):
+    pass
+
+
+class Table(dict):
+    pass
+
+
+class Name(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+class Outer:
+    class Inner:
+        def __init__(self, v):
+            self.value = v
+
+
 def rand_object(rng, depth, pool):
     """An instance, a class or function, or a value of a well-known library type."""
     leaf = lambda: rand_value(rng, depth + 1, pool)
@@ -68,7 +102,25 @@ def rand_object(rng, depth, pool):
         lambda: collections.Counter(rand_str(rng) for _ in range(rng.randint(0, 4))),
         lambda: range(rng.randint(-5, 5), rng.randint(5, 50), rng.randint(1, 4)),
         lambda: rng.choice([len, print, dict, Plain, Point, int, collections.OrderedDict, decimal.Decimal]),
+        lambda: rng.choice([Color.RED, Color.GREEN]),
+        lambda: functools.partial(max, leaf(), key=None),
+        lambda: tags(rng),
+        lambda: Items(leaf() for _ in range(rng.randint(0, 3))),
+        lambda: Table((rand_str(rng), leaf()) for _ in range(rng.randint(0, 3))),
+        # At least two characters: a one-character str subclass's `str(self)` is a fresh
+        # object in CPython, where every loaded one-character str is the shared one.
+        lambda: Name("n" + rand_str(rng) + "m"),
+        lambda: Count(rand_int(rng)),
+        lambda: Outer.Inner(leaf()),
+        lambda: collections.defaultdict(list, {rand_str(rng): [leaf()]}),
+        lambda: rng.choice([Ellipsis, NotImplemented, type(None)]),
     ])()
+
+
+def tags(rng):
+    t = Tags(rand_key(rng, 0) for _ in range(rng.randint(0, 3)))
+    t.label = rand_str(rng)
+    return t
 
 
 def rand_int(rng):
@@ -191,7 +243,11 @@ def main():
                 data = pickle.dumps(value, proto)
             except (TypeError, pickle.PicklingError):
                 continue  # a slotted instance below protocol 2
-            out.append("%d %s %s" % (proto, data.hex(), text))
+            # What CPython writes for the value it loads back, the other valid re-dump (loading
+            # makes every one-character str the shared one, where the value written may have
+            # held distinct equal ones; a reloaded set may iterate in another order).
+            again = pickle.dumps(pickle.loads(data), proto)
+            out.append("%d %s %s %s" % (proto, data.hex(), again.hex(), text))
     sys.stdout.write("\n".join(out) + "\n")
 
 
