@@ -2,8 +2,9 @@
 //! at every protocol: nests of every builtin type with shared references and cycles, and in
 //! `objects` mode instances, classes and library types. pikl must load each pickle (with
 //! CPython's repr where the value has no sets, cycles or instances), write it back at the same
-//! protocol byte for byte as CPython wrote it or re-pickles what it loads, and the serde reader
-//! must read it.
+//! protocol byte for byte as CPython wrote it or re-pickles what it loads, write it at the
+//! other protocol of its pair (0-1, 2-3, 4-5) as CPython re-pickles it there (values without
+//! sets), and the serde reader must read it.
 
 mod common;
 
@@ -34,7 +35,7 @@ fn random_values_round_trip_byte_for_byte() {
         for line in text.lines() {
             let mut parts = line.split(' ');
             let mut next = || parts.next().unwrap_or("");
-            let (proto, hex, again, repr) = (next(), next(), next(), next());
+            let (proto, hex, again, repr, other, conv) = (next(), next(), next(), next(), next(), next());
             let proto: i32 = proto.parse().expect("protocol");
             let data = hex_decode(hex);
             let repickle = hex_decode(again);
@@ -63,6 +64,17 @@ fn random_values_round_trip_byte_for_byte() {
                     problems.push(format!("{hex}: protocol {proto} rewritten {}", short_hex_diff(&out, &repickle)))
                 }
                 Err(e) => problems.push(format!("{hex}: pikl cannot write it back: {e}")),
+            }
+            if conv != "-" {
+                let other: i32 = other.parse().expect("protocol");
+                match pikl::dumps(&loaded.graph, loaded.root, Some(other)) {
+                    Ok(out) if out == hex_decode(conv) => {}
+                    Ok(out) => problems.push(format!(
+                        "{hex}: converted to protocol {other} {}",
+                        short_hex_diff(&out, &hex_decode(conv))
+                    )),
+                    Err(e) => problems.push(format!("{hex}: pikl cannot write it at protocol {other}: {e}")),
+                }
             }
             if let Err(e) = pikl::from_slice::<serde::de::IgnoredAny>(&data, Default::default()) {
                 problems.push(format!("{hex}: the serde reader: {e}"));

@@ -226,6 +226,26 @@ def plain(v, seen=None):
     return True
 
 
+def has_set(v, seen=None):
+    """True when a set or frozenset is reachable from `v` (also through instances)."""
+    seen = set() if seen is None else seen
+    if id(v) in seen:
+        return False
+    seen.add(id(v))
+    if isinstance(v, (set, frozenset)):
+        return True
+    if isinstance(v, dict):
+        return any(has_set(k, seen) or has_set(x, seen) for k, x in v.items())
+    if isinstance(v, (list, tuple, collections.deque)):
+        return any(has_set(x, seen) for x in v)
+    state = getattr(v, "__dict__", None)
+    if isinstance(state, dict) and has_set(state, seen):
+        return True
+    slots = [getattr(v, n, None) for n in getattr(type(v), "__slots__", ())]
+    return any(has_set(x, seen) for x in slots) or isinstance(v, functools.partial) and (
+        has_set(v.args, seen) or has_set(v.keywords, seen))
+
+
 OBJECTS = False
 
 
@@ -247,7 +267,17 @@ def main():
             # makes every one-character str the shared one, where the value written may have
             # held distinct equal ones; a reloaded set may iterate in another order).
             again = pickle.dumps(pickle.loads(data), proto)
-            out.append("%d %s %s %s" % (proto, data.hex(), again.hex(), text))
+            # And at the other protocol of its pair (0-1, 2-3, 4-5), as `pikl convert -p` does:
+            # across pairs pikl cannot know what CPython would learn by importing (that a
+            # class reduced with NEWOBJ subclasses list, that `getattr(Outer, 'Inner')` is a
+            # nested class). No set in the value: its reloaded order may differ from the
+            # pickled one pikl keeps.
+            other = proto ^ 1
+            try:
+                conv = pickle.dumps(pickle.loads(data), other).hex() if not has_set(value) else "-"
+            except (TypeError, pickle.PicklingError):
+                conv = "-"
+            out.append("%d %s %s %s %d %s" % (proto, data.hex(), again.hex(), text, other, conv))
     sys.stdout.write("\n".join(out) + "\n")
 
 
