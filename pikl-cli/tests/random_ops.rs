@@ -11,31 +11,21 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 /// Pickles per seed: CPython takes about a second for each 20k.
 const COUNT: usize = 20_000;
 
 #[test]
 fn random_opcode_sequences_match_cpython() {
-    let script = common::corpus_scripts().join("gen_random_ops.py");
     let mut problems = Vec::new();
     let (mut ok, mut err, mut skipped) = (0usize, 0usize, 0usize);
     for (seed, mode) in [(1, None), (2, None), (3, None), (4, Some("containers")), (16, Some("containers"))] {
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([seed.to_string(), COUNT.to_string()])
-            .args(mode)
-            .stderr(Stdio::null())
-            .output()
-            .expect("python3 is required");
-        assert!(out.status.success(), "gen_random_ops.py failed");
-        let text = String::from_utf8(out.stdout).expect("UTF-8");
+        let args: Vec<String> =
+            [seed.to_string(), COUNT.to_string()].into_iter().chain(mode.map(String::from)).collect();
+        let text = common::run_script("gen_random_ops.py", &args);
         for line in text.lines() {
             let mut parts = line.splitn(3, ' ');
             let (hex, verdict, repr) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
-            let data: Vec<u8> =
-                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")).collect();
+            let data = common::hex_decode(hex);
             let got = pikl::loads(&data);
             let serde = pikl::from_slice::<serde::de::IgnoredAny>(&data, Default::default());
             match (verdict, &serde) {

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::{hex_decode, short_hex_diff};
 
 /// Values per seed (each pickled at the six protocols).
@@ -17,21 +15,13 @@ const COUNT: usize = 3000;
 
 #[test]
 fn random_values_round_trip_byte_for_byte() {
-    let script = common::corpus_scripts().join("gen_random_values.py");
     let mut problems = Vec::new();
     let (mut checked, mut with_repr) = (0usize, 0usize);
     for (seed, mode) in [(1, None), (2, None), (3, None), (4, Some("objects")), (5, Some("objects"))] {
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([seed.to_string(), COUNT.to_string()])
-            .args(mode)
-            // Sets of strs iterate in hash order: a fixed seed makes CPython's bytes stable.
-            .env("PYTHONHASHSEED", "0")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("python3 is required");
-        assert!(out.status.success(), "gen_random_values.py failed");
-        let text = String::from_utf8(out.stdout).expect("UTF-8");
+        // With PYTHONHASHSEED=0: sets of strs iterate in hash order, so CPython's bytes are stable.
+        let args: Vec<String> =
+            [seed.to_string(), COUNT.to_string()].into_iter().chain(mode.map(String::from)).collect();
+        let text = common::run_script("gen_random_values.py", &args);
         for line in text.lines() {
             let mut parts = line.split(' ');
             let mut next = || parts.next().unwrap_or("");

@@ -50,6 +50,7 @@ pub mod compat;
 pub mod dis;
 pub mod error;
 mod frame_writer;
+mod index_assign;
 pub mod json;
 mod latin1;
 mod mem_advice;

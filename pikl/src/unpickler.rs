@@ -19,6 +19,7 @@ use num_bigint::BigInt;
 use crate::codec::{self, DecodeErrors, Encoding};
 use crate::compat;
 use crate::error::{Error, Result};
+use crate::index_assign::{IndexedSeq, INDEX_TOO_BIG};
 use crate::opcodes::Opcode;
 use crate::ops::{self, read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
 use crate::read::{Bytes, IoRead, Read, SliceRead};
@@ -992,9 +993,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     /// SETITEM(S) on a list or bytearray: `target[index] = value` for each pair, as CPython's
     /// `PyObject_SetItem` does it (an int index, negative from the end).
     fn assign_items(&mut self, id: ObjId, items: &[Value]) -> Result<()> {
-        let (what, len) = match self.graph.get(id) {
-            Object::ByteArray(b) => ("bytearray", b.len()),
-            Object::List(l) => ("list", l.len()),
+        let (seq, len) = match self.graph.get(id) {
+            Object::ByteArray(b) => (IndexedSeq::ByteArray, b.len()),
+            Object::List(l) => (IndexedSeq::List, l.len()),
             _ => unreachable!("assign_items on a list or bytearray"),
         };
         for pair in items.chunks_exact(2) {
@@ -1002,31 +1003,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             let index = match key {
                 Value::Int(i) => i,
                 Value::Bool(b) => b as i64,
-                k if matches!(self.graph.object(k), Some(Object::Int(_))) => {
-                    return Err(bad("cannot fit 'int' into an index-sized integer"))
-                }
-                k => return Err(bad(format!("{what} indices must be integers or slices, not {}", self.type_name(k)))),
+                k if matches!(self.graph.object(k), Some(Object::Int(_))) => return Err(bad(INDEX_TOO_BIG)),
+                k => return Err(bad(seq.bad_index(self.type_name(k)))),
             };
-            let at = if index < 0 { index.checked_add(len as i64) } else { Some(index) };
-            let Some(at) = at.and_then(|i| usize::try_from(i).ok()).filter(|&i| i < len) else {
-                return Err(bad(if what == "list" {
-                    "list assignment index out of range"
-                } else {
-                    "bytearray index out of range"
-                }));
-            };
-            match what {
-                "bytearray" => {
-                    let byte = self.byte_of(value)?;
-                    if let Object::ByteArray(b) = self.graph.get_mut(id) {
-                        b[at] = byte;
-                    }
-                }
-                _ => {
-                    if let Object::List(l) = self.graph.get_mut(id) {
-                        l[at] = value;
-                    }
-                }
+            let at = seq.position(index, len).map_err(bad)?;
+            let byte = if seq == IndexedSeq::ByteArray { self.byte_of(value)? } else { 0 };
+            match self.graph.get_mut(id) {
+                Object::ByteArray(b) => b[at] = byte,
+                Object::List(l) => l[at] = value,
+                _ => unreachable!("a list or bytearray"),
             }
         }
         Ok(())

@@ -64,25 +64,39 @@ fn remove_stale_scratch_dirs(base: &Path) {
 /// Runs `python3 tests/corpus/<script> OUTDIR`, failing the test with a clear message when
 /// python3 is missing or the script fails. Never skips.
 pub fn run_generator(script: &str, outdir: &Path) {
+    run_script(script, &[outdir.display().to_string()]);
+}
+
+/// Runs `python3 tests/corpus/<script> ARGS...` with `PYTHONHASHSEED=0` (sets iterate in a
+/// fixed order) and returns what it printed, failing the test with a clear message when
+/// python3 is missing or the script fails. Never skips.
+pub fn run_script(script: &str, args: &[String]) -> String {
     let path = corpus_scripts().join(script);
-    let out = Command::new("python3").arg(&path).arg(outdir).stdin(Stdio::null()).output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run `python3 {}`: {e}\n\
-                 These tests need CPython 3.11 (python3 on PATH) to generate the corpus; \
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .env("PYTHONHASHSEED", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `python3 {}`: {e}\n\
+                 These tests need CPython 3.11 (python3 on PATH) as their oracle; \
                  install it rather than skipping the tests.",
-            path.display()
-        )
-    });
+                path.display()
+            )
+        });
     if !out.status.success() {
         panic!(
             "`python3 {} {}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
             path.display(),
-            outdir.display(),
+            args.join(" "),
             out.status,
             tail(&String::from_utf8_lossy(&out.stdout), 3000),
             tail(&String::from_utf8_lossy(&out.stderr), 3000),
         );
     }
+    String::from_utf8(out.stdout).expect("the script prints UTF-8")
 }
 
 /// The last `n` bytes of `s` (on a char boundary).

@@ -132,16 +132,17 @@ impl<S: Sink> Out<S> {
         }
     }
 
-    /// Once the first `done` of a container's `total` items have taken the bytes since `start`,
-    /// reserves room for the rest at that rate (plus an eighth) in one allocation, instead of
-    /// doubling the buffer over and over: each regrowth copies the buffer and faults in fresh
-    /// pages (`to_vec` of 5M ints in the serde bench: 23.3 -> 9.8 ms). Only when the buffer is
-    /// the result; a hint that asks too much (a lying `Serialize`) is ignored.
+    /// Once the first `done` of a container's `total` items (the length serde announced, 0 if
+    /// none) have taken the bytes since `start`, reserves room for the rest at that rate (plus
+    /// an eighth) in one allocation, instead of doubling the buffer over and over: each
+    /// regrowth copies the buffer and faults in fresh pages (`to_vec` of 5M ints in the serde
+    /// bench: 23.3 -> 9.8 ms). Only when the buffer is the result and at least as many items
+    /// are still to come; a hint that asks too much (a lying `Serialize`) is ignored.
     #[cold]
     fn presize(&mut self, start: usize, done: usize, total: usize) {
         /// More than this is left to ordinary growth.
         const MAX_PRESIZE: usize = 1 << 32;
-        if S::STREAM || done == 0 || total <= done {
+        if S::STREAM || done == 0 || total <= 2 * done {
             return;
         }
         let per_item = (self.buf.len().saturating_sub(start)) / done;
@@ -1283,7 +1284,7 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> SeqSer<'a, 'o, S, P4, ME
     #[inline]
     fn end_batch(&mut self) {
         if let SeqKind::List(Items::Batched) = self.kind {
-            if self.batch_end == BATCH && self.len > 2 * BATCH {
+            if self.batch_end == BATCH {
                 self.ser.out.presize(self.start, BATCH, self.len);
             }
             self.ser.out.put(&[Op::Appends as u8, Op::Mark as u8]);
@@ -1384,7 +1385,7 @@ impl<'a, 'o, S: Sink, const P4: bool, const MEMO: bool> MapSer<'a, 'o, S, P4, ME
     #[inline]
     fn end_batch(&mut self) {
         if self.items == Items::Batched {
-            if self.batch_end == BATCH && self.len > 2 * BATCH {
+            if self.batch_end == BATCH {
                 self.ser.out.presize(self.start, BATCH, self.len);
             }
             self.ser.out.put(&[Op::SetItems as u8, Op::Mark as u8]);

@@ -20,6 +20,7 @@ use super::options::DeOptions;
 use crate::codec::{self, Encoding};
 use crate::compat;
 use crate::error::{Error, Result};
+use crate::index_assign::{IndexedSeq, INDEX_TOO_BIG};
 use crate::opcodes::Opcode;
 use crate::ops::{read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
 use crate::read::Read;
@@ -942,58 +943,53 @@ impl Machine<'_, '_> {
     /// a run of their own first (their runs may be shared with a set made from the list), at
     /// most [`ASSIGN_BUDGET`] items in all, so a hostile stream cannot make this quadratic.
     fn assign_items(&mut self, i: usize, items: &[Item]) -> Result<()> {
-        let list = match &self.tape.objs[i] {
-            Obj::List(c) => Some(*c),
-            _ => None,
-        };
-        let what = if list.is_some() { "list" } else { "bytearray" };
-        let mut all: Vec<Item> = match list {
-            Some(c) => {
-                self.assigned = self.assigned.saturating_add(c.total as usize);
-                if self.assigned > ASSIGN_BUDGET {
-                    return Err(bad("too many list item assignments for the serde reader"));
-                }
-                self.tape.iter(&c).collect()
+        if let Obj::List(c) = self.tape.objs[i] {
+            self.assigned = self.assigned.saturating_add(c.total as usize);
+            if self.assigned > ASSIGN_BUDGET {
+                return Err(bad("too many list item assignments for the serde reader"));
             }
-            None => Vec::new(),
-        };
-        let mut bytes = match (&self.tape.objs[i], &self.input) {
-            (Obj::ByteArray(ba), input) => match (&ba.buf, input) {
-                (Buf::Owned(b), _) => b.clone(),
-                (Buf::Input(s, e), Input::Slice(b)) => b[*s..*e].to_vec(),
-                (Buf::Input(s, e), Input::Record(r)) => r.borrow()[*s..*e].to_vec(),
-            },
-            _ => Vec::new(),
-        };
-        let len = if list.is_some() { all.len() } else { bytes.len() };
-        for pair in items.chunks_exact(2) {
-            let index = self.index_of(pair[0], what)?;
-            let at = if index < 0 { index.checked_add(len as i64) } else { Some(index) };
-            let Some(at) = at.and_then(|x| usize::try_from(x).ok()).filter(|&x| x < len) else {
-                return Err(bad(if list.is_some() {
-                    "list assignment index out of range"
-                } else {
-                    "bytearray index out of range"
-                }));
-            };
-            if list.is_some() {
+            let mut all: Vec<Item> = self.tape.iter(&c).collect();
+            for pair in items.chunks_exact(2) {
+                let at = self.position_of(pair[0], IndexedSeq::List, all.len())?;
                 all[at] = pair[1];
-            } else {
-                bytes[at] = self.byte_of(pair[1])?;
             }
-        }
-        if list.is_some() {
             let mut fresh = Chain::EMPTY;
             self.tape.link(&mut fresh, &all)?;
             self.tape.objs[i] = Obj::List(fresh);
-        } else if let Obj::ByteArray(ba) = &mut self.tape.objs[i] {
+            return Ok(());
+        }
+        let mut bytes = self.take_bytearray(i);
+        for pair in items.chunks_exact(2) {
+            let at = self.position_of(pair[0], IndexedSeq::ByteArray, bytes.len())?;
+            bytes[at] = self.byte_of(pair[1])?;
+        }
+        if let Obj::ByteArray(ba) = &mut self.tape.objs[i] {
             ba.buf = Buf::Owned(bytes);
         }
         Ok(())
     }
 
+    /// The bytes of the bytearray object `i`, owned (taken from it, or copied from the input);
+    /// the caller puts them back.
+    fn take_bytearray(&mut self, i: usize) -> Vec<u8> {
+        let Obj::ByteArray(ba) = &mut self.tape.objs[i] else { unreachable!("a bytearray") };
+        match &mut ba.buf {
+            Buf::Owned(b) => std::mem::take(b),
+            Buf::Input(s, e) => match &self.input {
+                Input::Slice(b) => b[*s..*e].to_vec(),
+                Input::Record(r) => r.borrow()[*s..*e].to_vec(),
+            },
+        }
+    }
+
+    /// Where the index `key` points among `len` items of `seq`.
+    fn position_of(&self, key: Item, seq: IndexedSeq, len: usize) -> Result<usize> {
+        let index = self.index_of(key, seq)?;
+        seq.position(index, len).map_err(bad)
+    }
+
     /// An int used as a list or bytearray index.
-    fn index_of(&self, key: Item, what: &str) -> Result<i64> {
+    fn index_of(&self, key: Item, seq: IndexedSeq) -> Result<i64> {
         /// A two's complement int of more than 8 bytes, if it fits an `i64`.
         fn long_i64(d: &[u8]) -> Option<i64> {
             let neg = d.last().is_some_and(|&b| b & 0x80 != 0);
@@ -1007,7 +1003,7 @@ impl Machine<'_, '_> {
             let v = i64::from_le_bytes(buf);
             ((v < 0) == neg).then_some(v)
         }
-        let too_big = || bad("cannot fit 'int' into an index-sized integer");
+        let too_big = || bad(INDEX_TOO_BIG);
         if key & OBJ == 0 {
             let got = self.with_scalar(key, |sc| match sc {
                 Scalar::Int(i) => Some(Some(i)),
@@ -1026,7 +1022,7 @@ impl Machine<'_, '_> {
                 _ => {}
             }
         }
-        Err(bad(format!("{what} indices must be integers or slices, not {}", self.type_name(key))))
+        Err(bad(seq.bad_index(self.type_name(key))))
     }
 
     fn add_items(&mut self, target: Item, items: &[Item]) -> Result<()> {
@@ -1188,20 +1184,11 @@ impl Machine<'_, '_> {
     #[cold]
     fn bytearray_extend(&mut self, i: usize, items: &[Item]) -> Result<()> {
         let add = items.iter().map(|&v| self.byte_of(v)).collect::<Result<Vec<u8>>>()?;
-        let Obj::ByteArray(ba) = &self.tape.objs[i] else { unreachable!("a bytearray") };
-        let mut owned = match &ba.buf {
-            Buf::Input(s, e) => match &self.input {
-                Input::Slice(b) => b[*s..*e].to_vec(),
-                Input::Record(r) => r.borrow()[*s..*e].to_vec(),
-            },
-            Buf::Owned(_) => Vec::new(),
-        };
-        let Obj::ByteArray(ba) = &mut self.tape.objs[i] else { unreachable!("a bytearray") };
-        if let Buf::Owned(b) = &mut ba.buf {
-            owned = std::mem::take(b);
-        }
+        let mut owned = self.take_bytearray(i);
         owned.extend_from_slice(&add);
-        ba.buf = Buf::Owned(owned);
+        if let Obj::ByteArray(ba) = &mut self.tape.objs[i] {
+            ba.buf = Buf::Owned(owned);
+        }
         Ok(())
     }
 

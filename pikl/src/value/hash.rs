@@ -65,7 +65,7 @@ impl Graph<'_> {
         }
     }
 
-    /// [`Graph::hash`] of anything but an int or a str.
+    /// [`Graph::hash`] in full, out of line: what its inline int and str cases leave.
     #[inline(never)]
     fn hash_other(&self, v: Value) -> Result<u64, Unhashable> {
         match v {
