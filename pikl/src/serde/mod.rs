@@ -75,7 +75,7 @@
 //! `&str` and `&[u8]` (`serde_bytes`) fields borrow from the slice given to [`from_slice`]
 //! (Python 2 strs too, when their bytes are already the text); [`from_reader`] keeps the
 //! pickle's bytes while it reads them, so it can only give owned values. The reader's working
-//! buffers (up to 64 MiB each) are kept per thread for the next read.
+//! buffers (up to 1 MiB each, 5 MiB in all) are kept per thread for the next read.
 //!
 //! ## Errors
 //!
