@@ -8,6 +8,7 @@
 //!   (a `BufRead`) gives the same value (repr and re-dump).
 //! * `show`: `pikl show FILE` exits 0 and prints the library's repr.
 //! * `redump`: `pikl::dumps` at the file's own protocol gives the file's bytes.
+//! * `serde`: the serde reader walks it (`from_slice` and `from_reader` into `IgnoredAny`).
 //! * `convert:P`: `pikl::dumps` at each protocol 0-5 gives CPython's re-pickle of the loaded
 //!   value (`pickle.Pickler(f, P).dump(pickle.Unpickler(f).load())`), and `pikl convert
 //!   --protocol P FILE -o OUT` writes the same bytes as the library.
@@ -292,6 +293,7 @@ fn check_library(f: &Fixture) -> (Results, [Option<Vec<u8>>; 6], Option<String>)
         };
     }
     res.push(("load".into(), load_problem));
+    res.push(("serde".into(), check_serde(f)));
 
     match &f.oob {
         None => res.push((
@@ -334,6 +336,21 @@ fn check_library(f: &Fixture) -> (Results, [Option<Vec<u8>>; 6], Option<String>)
         dumped[p as usize] = got.ok();
     }
     (res, dumped, Some(repr))
+}
+
+/// The serde reader (its own VM, `pikl/src/serde/tape.rs`) walks every fixture, from a slice and
+/// from a reader, into `IgnoredAny`; with out-of-band buffers, which it cannot be given, it fails.
+fn check_serde(f: &Fixture) -> Option<String> {
+    use serde::de::IgnoredAny;
+    let opts = pikl::serde::DeOptions::new;
+    let slice = pikl::from_slice::<IgnoredAny>(&f.data, opts()).map_err(err_text);
+    let reader = pikl::from_reader::<_, IgnoredAny>(&f.data[..], opts()).map_err(err_text);
+    match (f.oob.is_some(), slice, reader) {
+        (false, Ok(_), Ok(_)) | (true, Err(_), Err(_)) => None,
+        (false, Err(e), _) => Some(format!("from_slice fails: {e}")),
+        (false, _, Err(e)) => Some(format!("from_reader fails: {e}")),
+        (true, _, _) => Some("the serde reader reads out-of-band data it was not given".into()),
+    }
 }
 
 /// The command-line checks: `pikl show` agrees with the library; `pikl convert --protocol P FILE
