@@ -16,6 +16,8 @@ pub struct Args {
     protocol: i32,
     #[command(flatten)]
     decode: input::DecodeArgs,
+    #[command(flatten)]
+    memo: input::MemoArgs,
     /// Write here instead of stdout.
     #[arg(short, long)]
     output: Option<String>,
@@ -36,16 +38,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
         u.reserve_for_input(size);
     }
     let mut p = Pickler::new(BufWriter::with_capacity(1 << 16, out), Some(proto as i32)).expect("valid protocol");
-    let mut first = true;
+    let mut n = 0;
     let mut kept = 0;
     loop {
         match u.at_end() {
-            Ok(true) if !first => break,
+            Ok(true) if n > 0 => break,
             Ok(_) => {}
             Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
         }
-        first = false;
-        let v = u.load().map_err(|e| Failure::BadData(format!("{}: {e}", inp.name)))?;
+        if n > 0 && !args.memo.memo {
+            u.clear_memo();
+            p.clear_memo();
+        }
+        let v = u.load().map_err(|e| args.memo.load_failure(&inp.name, n, e))?;
+        n += 1;
         if let Err(e) = p.dump(u.graph(), v) {
             if e.category() == pikl::Category::Io {
                 let broken = std::error::Error::source(&e)

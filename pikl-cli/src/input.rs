@@ -31,6 +31,41 @@ pub fn open(path: Option<&str>) -> Result<Input, Failure> {
     }
 }
 
+/// `-m/--memo`: whether the pickles of one stream share their memo.
+///
+/// A file of several pickles is most often written by separate `pickle.dump(obj, f)` calls and
+/// read back by as many `pickle.load(f)` calls, each with a memo of its own. One `Pickler`
+/// dumping several objects shares its memo instead, and only one `Unpickler` loading them in
+/// turn reads that right. At protocols 0-3 (explicit PUT indices) reading either kind with a
+/// fresh memo per pickle is right or fails loudly (a GET of a missing entry); at protocols 4 and
+/// 5 MEMOIZE numbers entries by the memo's size, so reading a stream the other way can name the
+/// wrong objects without an error. As with `python3 -m pickletools`, the memo is fresh for each
+/// pickle unless `--memo` is given.
+#[derive(clap::Args)]
+pub struct MemoArgs {
+    /// Keep the memo across the pickles of the stream (and, for convert, of the output), for a
+    /// stream one Pickler wrote with several dump() calls. By default each pickle starts with
+    /// an empty memo, as repeated pickle.load(f) calls read a file of pickle.dump(obj, f) calls.
+    /// At protocols 4 and 5 the wrong choice can give wrong objects without an error
+    #[arg(short, long)]
+    pub memo: bool,
+}
+
+impl MemoArgs {
+    /// The failure for `e`, met loading pickle `n` (from 0) of the stream `name`: a GET of
+    /// an entry a fresh memo lacks, after the first pickle, suggests `--memo`.
+    pub fn load_failure(&self, name: &str, n: usize, e: pikl::Error) -> Failure {
+        let msg = e.to_string();
+        if n > 0 && !self.memo && msg.contains("Memo value not found") {
+            return Failure::BadData(format!(
+                "{name}: {msg} (in pickle {}: if one Pickler wrote this stream, its pickles share the memo: pass --memo)",
+                n + 1
+            ));
+        }
+        Failure::BadData(format!("{name}: {msg}"))
+    }
+}
+
 /// `--encoding` / `--errors`: how the subcommands that load pickles decode Python 2 strs.
 #[derive(clap::Args)]
 pub struct DecodeArgs {

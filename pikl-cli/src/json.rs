@@ -14,8 +14,8 @@ pub const JSON_AFTER_HELP: &str = "\
 Values JSON has (None, bool, int, finite float, str, list, dict with str keys) are written as
 themselves; everything else is an object with a \"$\" tag, such as {\"$tuple\": [1, 2]} or
 {\"$bytes\": \"base64\"}. Shared and recursive objects get \"$id\" and are referred to with
-{\"$ref\": n}. A stream of several pickles gives one line per pickle. The mapping is specified
-in docs/json-mapping.md.
+{\"$ref\": n}. A stream of several pickles gives one line per pickle, each loaded with a memo of
+its own unless --memo is given. The mapping is specified in docs/json-mapping.md.
 
 Example:
   pikl json data.pkl
@@ -36,6 +36,8 @@ Example:
 pub struct Args {
     #[command(flatten)]
     decode: input::DecodeArgs,
+    #[command(flatten)]
+    memo: input::MemoArgs,
     /// Write here instead of stdout.
     #[arg(short, long)]
     output: Option<String>,
@@ -78,7 +80,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Ok(_) => {}
             Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
         }
-        roots.push(u.load().map_err(|e| Failure::BadData(format!("{}: {e}", inp.name)))?);
+        if !roots.is_empty() && !args.memo.memo {
+            u.clear_memo();
+        }
+        roots.push(u.load().map_err(|e| args.memo.load_failure(&inp.name, roots.len(), e))?);
     }
     let mut out = BufWriter::with_capacity(1 << 16, open_output(args.output.as_deref())?);
     let mut enc = Encoder::new(u.graph(), &roots);

@@ -14,6 +14,8 @@ use crate::Failure;
 pub struct Args {
     #[command(flatten)]
     decode: input::DecodeArgs,
+    #[command(flatten)]
+    memo: input::MemoArgs,
     /// Cap each line at this many characters (0: no cap). A graph of shared references can
     /// describe a repr far larger than the file, as CPython's repr() would print it.
     #[arg(long, default_value_t = 64 << 20)]
@@ -53,17 +55,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let mut out = io::BufWriter::with_capacity(1 << 16, sink);
     let repr_opts = ReprOptions { max_chars: (args.max_chars > 0).then_some(args.max_chars) };
-    let mut first = true;
+    let mut n = 0;
     let mut kept = 0;
     let result = (|| -> Result<(), Failure> {
         loop {
             match u.at_end() {
-                Ok(true) if !first => return Ok(()),
+                Ok(true) if n > 0 => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
             }
-            first = false;
-            let v = u.load().map_err(|e| Failure::BadData(format!("{}: {e}", inp.name)))?;
+            if n > 0 && !args.memo.memo {
+                u.clear_memo();
+            }
+            let v = u.load().map_err(|e| args.memo.load_failure(&inp.name, n, e))?;
+            n += 1;
             let mut w = FmtIo { out: &mut out, err: None };
             let complete = u.view(v).write_repr(&mut w, repr_opts);
             if let Some(e) = w.err {

@@ -46,6 +46,8 @@ struct Case {
     encoding: String,
     errors: String,
     persistent: bool,
+    /// Written by separate `pickle.dump` calls: each pickle has a memo of its own.
+    separate: bool,
 }
 
 struct Corpus {
@@ -97,13 +99,19 @@ fn parse_case(e: &serde_json::Value, dir: &std::path::Path) -> Case {
         encoding: s("encoding"),
         errors: s("errors"),
         persistent: e["persistent"].as_bool().unwrap_or(false),
+        separate: e["separate"].as_bool().unwrap_or(false),
         name,
     }
 }
 
 fn pikl(args: &[&str], case: &Case) -> Command {
     let mut c = Command::new(common::pikl_bin());
-    c.args(args).args(["--encoding", &case.encoding, "--errors", &case.errors]).arg(&case.path);
+    c.args(args).args(["--encoding", &case.encoding, "--errors", &case.errors]);
+    if case.count > 1 && !case.separate {
+        // One Pickler wrote the stream: its pickles share the memo.
+        c.arg("--memo");
+    }
+    c.arg(&case.path);
     c
 }
 
@@ -259,7 +267,8 @@ fn convert_matches_cpython() {
 }
 
 /// Loads each listed pikl output and CPython's re-pickle of the same case, and compares them.
-/// Input lines: name, protocol, count, encoding, errors, persistent (0/1), exact (0/1), path of
+/// Input lines: name, protocol, count, encoding, errors, persistent (0/1), separate (0/1: one
+/// unpickler per pickle), exact (0/1), path of
 /// pikl's output, hex of CPython's re-pickle. Output: `FAIL\tname\tP\tmessage` lines and a
 /// final `DONE` line with counts.
 const CHECKER: &str = r#"
@@ -271,10 +280,15 @@ import pikl_corpus_classes  # noqa: F401  (the pickles name its classes)
 
 ATOMS = (type(None), bool, int, float)
 
-def load_all(data, count, enc, err, pers):
+def load_all(data, count, enc, err, pers, sep):
     f = io.BytesIO(data)
-    u = (G.PersUnpickler if pers else pickle.Unpickler)(f, encoding=enc, errors=err)
-    objs = [u.load() for _ in range(count)]
+    cls = G.PersUnpickler if pers else pickle.Unpickler
+    u = cls(f, encoding=enc, errors=err)
+    objs = []
+    for i in range(count):
+        if sep and i:
+            u = cls(f, encoding=enc, errors=err)
+        objs.append(u.load())
     rest = len(f.read())
     if rest:
         raise ValueError('%d bytes left after %d pickles' % (rest, count))
@@ -348,17 +362,17 @@ def compare(a, b, pers, exact):
 
 n = 0
 for line in open(sys.argv[1], encoding='utf-8'):
-    name, p, count, enc, err, pers, exact, path, want = line.rstrip('\n').split('\t')
+    name, p, count, enc, err, pers, sep, exact, path, want = line.rstrip('\n').split('\t')
     n += 1
-    pers, exact = pers == '1', exact == '1'
+    pers, sep, exact = pers == '1', sep == '1', exact == '1'
     try:
-        b = load_all(bytes.fromhex(want), int(count), enc, err, pers)
+        b = load_all(bytes.fromhex(want), int(count), enc, err, pers, sep)
     except Exception as e:
         print('FAIL\t%s\t%s\tCPython cannot load its own re-pickle: %r' % (name, p, e))
         continue
     try:
         with open(path, 'rb') as f:
-            a = load_all(f.read(), int(count), enc, err, pers)
+            a = load_all(f.read(), int(count), enc, err, pers, sep)
     except Exception as e:
         print('FAIL\t%s\t%s\tCPython cannot load it: %s: %s' % (name, p, type(e).__name__, short(e)))
         continue
@@ -392,13 +406,14 @@ fn run_checker(tag: &str, items: &[CheckItem]) -> CheckResult {
         let case = it.case;
         let _ = writeln!(
             list,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             case.name,
             it.proto,
             case.count,
             case.encoding,
             case.errors,
             case.persistent as u8,
+            case.separate as u8,
             case.exact as u8,
             it.out.display(),
             hex_encode(it.want)

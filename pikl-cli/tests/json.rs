@@ -102,6 +102,9 @@ p.dump(shared)
 p.dump({'again': shared})
 w('stream_shared', buf.getvalue())
 w('stream_independent', pickle.dumps(collections.OrderedDict(a=1), 2) + pickle.dumps(collections.OrderedDict(b=2), 2))
+# Separate pickle.dump calls at protocol 4: each pickle numbers its MEMOIZEs from 0.
+a, b = ['a'], ['b']
+w('stream_separate_p4', pickle.dumps([a, a], 4) + pickle.dumps([b, b], 4))
 "#;
 
 const GOLDEN: &[(&str, &str)] = &[
@@ -137,6 +140,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ext", r#"{"$ext":5}"#),
     ("persid", r#"{"$persid":"abc"}"#),
     ("stream_shared", "{\"$id\":1,\"$list\":[1,2]}\n{\"again\":{\"$ref\":1}}"),
+    ("stream_separate_p4", "[{\"$id\":1,\"$list\":[\"a\"]},{\"$ref\":1}]\n[{\"$id\":2,\"$list\":[\"b\"]},{\"$ref\":2}]"),
     (
         "stream_independent",
         "{\"$instance\":{\"$global\":[\"collections\",\"OrderedDict\"]},\"construct\":\"reduce\",\"args\":{\"$tuple\":[]},\"dictitems\":[[\"a\",1]]}\n\
@@ -156,7 +160,10 @@ fn golden_json() {
     let mut failures = Vec::new();
     for &(name, want) in GOLDEN {
         let file = dir.join(format!("{name}.pkl"));
-        let got = String::from_utf8(pikl_ok(&["json", file.to_str().unwrap()], b"")).expect("UTF-8 output");
+        // One Pickler wrote stream_shared: its pickles share the memo.
+        let memo: &[&str] = if name == "stream_shared" { &["--memo"] } else { &[] };
+        let args = [&["json", file.to_str().unwrap()][..], memo].concat();
+        let got = String::from_utf8(pikl_ok(&args, b"")).expect("UTF-8 output");
         let want = format!("{}\n", want.replace("<100 x>", &"x".repeat(100)));
         if got != want {
             failures.push(format!("{name}:\n  want {want}  got  {got}"));
@@ -164,7 +171,7 @@ fn golden_json() {
         }
         // The JSON goes back to a pickle whose JSON is the same (stdin, stdout, and -o).
         let repickled = pikl_ok(&["from-json", "--protocol", "2"], want.as_bytes());
-        let again = String::from_utf8(pikl_ok(&["json"], &repickled)).expect("UTF-8 output");
+        let again = String::from_utf8(pikl_ok(&[&["json"][..], memo].concat(), &repickled)).expect("UTF-8 output");
         if again != want {
             failures.push(format!("{name}: from-json then json:\n  want {want}  got  {again}"));
         }
@@ -205,8 +212,10 @@ fn golden_from_json_is_cpython_bytes() {
 #[test]
 fn streams_keep_or_drop_the_memo() {
     let dir = golden_inputs();
-    // Objects shared across the pickles of a stream stay shared: one memo for the stream.
-    let json = pikl_ok(&["json", dir.join("stream_shared.pkl").to_str().unwrap()], b"");
+    // With --memo, objects shared across the pickles of a stream stay shared: one memo for the
+    // stream, as one Pickler wrote it.
+    let shared = dir.join("stream_shared.pkl");
+    let json = pikl_ok(&["json", "--memo", shared.to_str().unwrap()], b"");
     let out = dir.join("shared_back.pkl");
     pikl_ok(&["from-json", "--protocol", "2", "-o", out.to_str().unwrap()], &json);
     python(
@@ -217,6 +226,33 @@ fn streams_keep_or_drop_the_memo() {
          assert a == [1, 2] and b == {'again': [1, 2]} and b['again'] is a, (a, b)\n",
         &[&out],
     );
+    // Without it each pickle has a memo of its own, as pickle.load(f) reads it: the shared
+    // stream's second pickle then GETs an entry it never PUT, and the error says what to do.
+    for cmd in ["json", "show"] {
+        let out = pikl(&[cmd, shared.to_str().unwrap()], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("in pickle 2") && err.contains("pass --memo"), "{cmd}: {err}");
+    }
+    let out = pikl(&["convert", "-p", "2", shared.to_str().unwrap()], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --memo"));
+    // Separate protocol 4 pickles read right only with a memo each: with --memo the second
+    // pickle's MEMOIZE would number its list 1, and its GET 0 fetch the first pickle's.
+    let separate = dir.join("stream_separate_p4.pkl");
+    let shown = pikl_ok(&["show", separate.to_str().unwrap()], b"");
+    assert_eq!(String::from_utf8_lossy(&shown), "[['a'], ['a']]\n[['b'], ['b']]\n");
+    let shown = pikl_ok(&["show", "--memo", separate.to_str().unwrap()], b"");
+    assert_eq!(String::from_utf8_lossy(&shown), "[['a'], ['a']]\n[['b'], ['a']]\n");
+    for proto in ["2", "5"] {
+        let out = dir.join(format!("separate_{proto}.pkl"));
+        pikl_ok(&["convert", "-p", proto, separate.to_str().unwrap(), "-o", out.to_str().unwrap()], b"");
+        python(
+            "import pickle, sys\n\
+             f = open(sys.argv[1], 'rb')\n\
+             a = pickle.load(f); b = pickle.load(f)\n\
+             assert a == [['a'], ['a']] and a[0] is a[1] and b == [['b'], ['b']] and b[0] is b[1], (a, b)\n",
+            &[&out],
+        );
+    }
     // Independent pickles stay independent: each loads with its own pickle.load.
     let json = pikl_ok(&["json", dir.join("stream_independent.pkl").to_str().unwrap()], b"");
     for proto in ["0", "2", "4"] {
@@ -339,11 +375,15 @@ class PersUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         return K.PersRef(pid)
 
-def load_all(path, count, encoding, errors, persistent):
+def load_all(path, count, encoding, errors, persistent, separate):
     with open(path, 'rb') as f:
         cls = PersUnpickler if persistent else pickle.Unpickler
         u = cls(f, encoding=encoding, errors=errors)
-        objs = [u.load() for _ in range(count)]
+        objs = []
+        for i in range(count):
+            if separate and i:
+                u = cls(f, encoding=encoding, errors=errors)
+            objs.append(u.load())
         assert f.read() == b'', 'trailing data'
         return objs
 
@@ -462,8 +502,8 @@ failures = []
 plain_checked = 0
 for c in cases:
     try:
-        want = load_all(c['orig'], c['count'], c['encoding'], c['errors'], c['persistent'])
-        got = load_all(c['out'], c['count'], 'ASCII', 'strict', c['persistent'])
+        want = load_all(c['orig'], c['count'], c['encoding'], c['errors'], c['persistent'], c['separate'])
+        got = load_all(c['out'], c['count'], 'ASCII', 'strict', c['persistent'], c['separate'])
         a, b = [canon(o) for o in want], [canon(o) for o in got]
     except Exception as e:
         failures.append('%s: %s: %s' % (c['name'], type(e).__name__, e))
@@ -506,7 +546,12 @@ fn corpus_round_trip() {
         let proto = c["protocol"].as_i64().unwrap().to_string();
         let encoding = c["encoding"].as_str().unwrap();
         let errors = c["errors"].as_str().unwrap();
-        let args = ["json", file.to_str().unwrap(), "--encoding", encoding, "--errors", errors];
+        let separate = c["separate"].as_bool().unwrap_or(false);
+        let mut args = vec!["json", file.to_str().unwrap(), "--encoding", encoding, "--errors", errors];
+        if c["count"].as_u64() > Some(1) && !separate {
+            // One Pickler wrote the stream: its pickles share the memo.
+            args.push("--memo");
+        }
         let json = pikl(&args, b"");
         if !json.status.success() {
             return Err(format!("{name}: pikl json failed: {}", String::from_utf8_lossy(&json.stderr)));
@@ -525,6 +570,7 @@ fn corpus_round_trip() {
             "encoding": encoding,
             "errors": errors,
             "persistent": c.get("persistent").and_then(|p| p.as_bool()).unwrap_or(false),
+            "separate": separate,
         }))
     });
     let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());

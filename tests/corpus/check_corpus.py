@@ -33,7 +33,8 @@ def check_corpus(d):
         data = open(os.path.join(d, e['file']), 'rb').read()
         case = dict(name=e['name'], data=data, count=e['count'],
                     encoding=e['encoding'], errors=e['errors'],
-                    persistent=e.get('persistent', False))
+                    persistent=e.get('persistent', False),
+                    separate=e.get('separate', False))
         try:
             objs, pids = G.load_stream(case)
         except BaseException as ex:
@@ -49,7 +50,8 @@ def check_corpus(d):
         for p in range(6):
             want = e['repickle'][str(p)]
             try:
-                got = G.repickle(objs, p, case['persistent']).hex()
+                got = G.repickle(objs, p, case['persistent'],
+                                 case['separate']).hex()
             except Exception:
                 got = None
             if (want is None) != (got is None):
@@ -64,6 +66,8 @@ def check_corpus(d):
                 f = io.BytesIO(bytes.fromhex(want))
                 up = u(f)
                 for o in objs:
+                    if case['separate']:
+                        up = u(f)
                     if type(up.load()) is not type(o):
                         print('FAIL inexact repickle reload', e['name'], p)
                         bad += 1

@@ -141,17 +141,19 @@ _NAMES = set()
 
 
 def _register(name, data, protocol, count=1, encoding='ASCII',
-              errors='strict', persistent=False, exact=None, note=None):
+              errors='strict', persistent=False, exact=None, note=None,
+              separate=False):
     if name in _NAMES:
         raise SystemExit('duplicate case name %r' % name)
     _NAMES.add(name)
     CASES.append(dict(name=name, data=data, protocol=protocol, count=count,
                       encoding=encoding, errors=errors,
-                      persistent=persistent, exact=exact, note=note))
+                      persistent=persistent, exact=exact, note=note,
+                      separate=separate))
 
 
 def dump_stream(objs, proto, persistent=False, fast=False, pure=False,
-                clear_between=False):
+                clear_between=False, separate=False):
     f = io.BytesIO()
     if pure:
         cls = pickle._Pickler
@@ -167,6 +169,9 @@ def dump_stream(objs, proto, persistent=False, fast=False, pure=False,
     for i, o in enumerate(objs):
         if clear_between and i:
             p.clear_memo()
+        if separate and i:
+            # One pickle.dump(o, f) per value: a fresh Pickler, memo numbered from 0.
+            p = cls(f, proto)
         p.dump(o)
     return f.getvalue()
 
@@ -178,12 +183,13 @@ def add(name, value, protocols=PROTOCOLS, **kw):
 
 def add_stream(name, values, protocols=PROTOCOLS, persistent=False,
                fast=False, pure=False, clear_between=False, exact=None,
-               note=None, allow_fail=True):
+               note=None, allow_fail=True, separate=False):
     for proto in protocols:
         try:
             data = dump_stream(values, proto, persistent=persistent,
                                fast=fast, pure=pure,
-                               clear_between=clear_between)
+                               clear_between=clear_between,
+                               separate=separate)
         except (pickle.PicklingError, TypeError, ValueError,
                 RecursionError) as e:
             # CPython itself cannot pickle this value at this protocol.
@@ -193,7 +199,8 @@ def add_stream(name, values, protocols=PROTOCOLS, persistent=False,
                 continue
             raise
         _register('%s_p%d' % (name, proto), data, proto, count=len(values),
-                  persistent=persistent, exact=exact, note=note)
+                  persistent=persistent, exact=exact, note=note,
+                  separate=separate)
 
 
 def add_raw(name, data, protocol, count=1, encoding='ASCII', errors='strict',
@@ -571,6 +578,14 @@ def build_streams():
     add_stream('multi_objects', [o, [o, K.Plain(v=2)], o])
     add_stream('multi_clear_memo', [shared, shared], clear_between=True)
     add_stream('multi_empty_values', [[], {}, (), '', b''])
+    # Separate pickle.dump calls: each pickle numbers its memo from 0, so at
+    # protocol 4+ (MEMOIZE) only a fresh memo per pickle reads them right.
+    a, b = ['a'], ['b']
+    add_stream('multi_separate', [[a, a], [b, b], {'k': b, 'j': [b]}],
+               separate=True)
+    o1, o2 = K.Plain(v=1), K.Plain(v=[2])
+    add_stream('multi_separate_objects', [[o1, o1], (o2, o2.v, o2)],
+               separate=True)
 
 
 def build_frames():
@@ -741,20 +756,29 @@ def build_py2():
 def load_stream(case):
     f = io.BytesIO(case['data'])
     kw = dict(encoding=case['encoding'], errors=case['errors'])
-    u = PersUnpickler(f, **kw) if case['persistent'] else \
-        pickle.Unpickler(f, **kw)
-    objs = [u.load() for _ in range(case['count'])]
+    cls = PersUnpickler if case['persistent'] else pickle.Unpickler
+    u = cls(f, **kw)
+    objs, pids = [], []
+    for i in range(case['count']):
+        if case.get('separate') and i:
+            # One pickle.load(f) per pickle: each with a memo of its own.
+            pids += getattr(u, 'pids', [])
+            u = cls(f, **kw)
+        objs.append(u.load())
     if f.read() != b'':
         raise SystemExit('%s: trailing data after %d pickles'
                          % (case['name'], case['count']))
-    pids = u.pids if case['persistent'] else None
+    pids = pids + u.pids if case['persistent'] else None
     return objs, pids
 
 
-def repickle(objs, proto, persistent):
+def repickle(objs, proto, persistent, separate=False):
     f = io.BytesIO()
-    p = (PersPickler if persistent else pickle.Pickler)(f, proto)
-    for o in objs:
+    cls = PersPickler if persistent else pickle.Pickler
+    p = cls(f, proto)
+    for i, o in enumerate(objs):
+        if separate and i:
+            p = cls(f, proto)
         p.dump(o)
     return f.getvalue()
 
@@ -804,8 +828,8 @@ def describe(case):
     errs = {}
     for p in PROTOCOLS:
         try:
-            entry['repickle'][str(p)] = repickle(objs, p,
-                                                 case['persistent']).hex()
+            entry['repickle'][str(p)] = repickle(
+                objs, p, case['persistent'], case['separate']).hex()
         except Exception as e:  # e.g. non-ASCII persistent id at protocol 0
             entry['repickle'][str(p)] = None
             errs[str(p)] = '%s: %s' % (type(e).__name__, e)
@@ -820,6 +844,8 @@ def describe(case):
         entry['persistent_ids'] = [repr(p) for p in pids]
     if case['name'].startswith('py2_'):
         entry['source'] = 'py2'
+    if case['separate']:
+        entry['separate'] = True
     return entry
 
 

@@ -162,7 +162,9 @@ def first_pickle_end(data):
 
 def convert(data, proto, *, encoding=None, errors=None, first_only=False):
     """pikl convert --protocol proto of data; raises what CPython would for bad data."""
-    args = ["convert", "--protocol", str(proto)]
+    # --memo: the streams here come from one Pickler (dump() called once or more), so their
+    # pickles share the memo, as one Unpickler reads them.
+    args = ["convert", "--memo", "--protocol", str(proto)]
     if encoding is not None:
         args += ["--encoding", encoding]
     if errors is not None:
