@@ -488,7 +488,25 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.reader.at_end()
     }
 
-    /// Reads one pickle. Called again, reads the next pickle of the stream with the same memo.
+    /// Reads one pickle. Called again, reads the next pickle of the stream with the same memo,
+    /// as one `pickle.Unpickler` does: right for pickles one [`Pickler`](crate::Pickler) wrote
+    /// with several `dump` calls. A file of separate `pickle.dump(obj, f)` calls (each pickle
+    /// numbering its memo from 0, as `pickle.load(f)` in a loop reads them) needs
+    /// [`Unpickler::clear_memo`] before each further `load`: at protocols 4 and 5 a memo kept
+    /// across them can make a GET name another pickle's object without any error.
+    ///
+    /// ```
+    /// // pickle.dump([v, v], f, 4) for v in (['a'], ['b']): two separate dumps.
+    /// let data = b"\x80\x04\x95\x0e\0\0\0\0\0\0\0]\x94(]\x94\x8c\x01a\x94ah\x01e.\
+    ///              \x80\x04\x95\x0e\0\0\0\0\0\0\0]\x94(]\x94\x8c\x01b\x94ah\x01e.";
+    /// let mut u = pikl::Unpickler::from_slice(data);
+    /// let first = u.load()?;
+    /// u.clear_memo();
+    /// let second = u.load()?;
+    /// assert_eq!(u.view(first).to_string(), "[['a'], ['a']]");
+    /// assert_eq!(u.view(second).to_string(), "[['b'], ['b']]");
+    /// # Ok::<(), pikl::Error>(())
+    /// ```
     pub fn load(&mut self) -> Result<Value> {
         self.noload = false;
         let res = self.run();
