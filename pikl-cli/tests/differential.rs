@@ -23,7 +23,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{hex_decode, hex_encode, parallel_map, run_with_timeout, short_hex_diff, Allowlist};
+use common::{hex_decode, hex_encode, parallel_map, run_with_timeout, short_hex_diff, Allowlist, Tally};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Address-space cap where CPython cannot pickle (`convert_where_cpython_cannot_pickle`).
@@ -151,46 +151,6 @@ fn converted() -> &'static [Converted] {
         eprintln!("pikl convert: {} runs ({})", out.len(), common::since(t));
         out
     })
-}
-
-/// Sorts a check's results into failures, allowlisted differences and stale allowlist entries.
-struct Tally<'a> {
-    check: &'static str,
-    allow: &'a Allowlist,
-    checked: usize,
-    failures: Vec<String>,
-    allowed: Vec<String>,
-    stale: Vec<String>,
-    seen: BTreeSet<String>,
-}
-
-impl<'a> Tally<'a> {
-    fn new(check: &'static str, allow: &'a Allowlist) -> Self {
-        Tally { check, allow, checked: 0, failures: vec![], allowed: vec![], stale: vec![], seen: BTreeSet::new() }
-    }
-
-    /// Records one checked key: `problem` is `Some(description)` when pikl differs.
-    fn record(&mut self, key: String, problem: Option<String>) {
-        self.checked += 1;
-        let listed = self.allow.contains(&key);
-        match problem {
-            Some(p) if listed => self.allowed.push(format!("{key}: {p}")),
-            Some(p) => self.failures.push(format!("{key}: {p}")),
-            None if listed => self.stale.push(format!("{key}: now matches CPython")),
-            None => {}
-        }
-        self.seen.insert(key);
-    }
-
-    /// Fails on failures, and on allowlist entries of this check that were not met at all.
-    fn finish(mut self, kind: impl Fn(&str) -> bool) {
-        for key in self.allow.keys_where(kind) {
-            if !self.seen.contains(key) {
-                self.stale.push(format!("{key}: no such case checked"));
-            }
-        }
-        common::report(self.check, self.checked, &self.failures, &self.allowed, &self.stale, self.allow);
-    }
 }
 
 #[test]

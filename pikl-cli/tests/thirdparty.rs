@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{hex_decode, parallel_map, run_with_timeout, short_hex_diff, Allowlist};
+use common::{hex_decode, parallel_map, run_with_timeout, short_hex_diff, Allowlist, Tally};
 
 const ALLOWLIST: &str = "known_thirdparty_differences.txt";
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -153,43 +153,6 @@ fn fixtures() -> Vec<Fixture> {
         assert!(orphans.is_empty(), "{set}: files the manifest does not name (stale fixtures?): {orphans:?}");
     }
     all
-}
-
-/// Sorts results into failures, allowlisted differences and stale allowlist entries.
-struct Tally<'a> {
-    allow: &'a Allowlist,
-    checked: usize,
-    failures: Vec<String>,
-    allowed: Vec<String>,
-    stale: Vec<String>,
-    seen: BTreeSet<String>,
-}
-
-impl<'a> Tally<'a> {
-    fn new(allow: &'a Allowlist) -> Self {
-        Tally { allow, checked: 0, failures: vec![], allowed: vec![], stale: vec![], seen: BTreeSet::new() }
-    }
-
-    fn record(&mut self, key: String, problem: Option<String>) {
-        self.checked += 1;
-        let listed = self.allow.contains(&key);
-        match problem {
-            Some(p) if listed => self.allowed.push(format!("{key}: {p}")),
-            Some(p) => self.failures.push(format!("{key}: {p}")),
-            None if listed => self.stale.push(format!("{key}: now matches")),
-            None => {}
-        }
-        assert!(self.seen.insert(key.clone()), "checked twice: {key}");
-    }
-
-    fn finish(mut self) {
-        for key in self.allow.entries.keys() {
-            if !self.seen.contains(key) {
-                self.stale.push(format!("{key}: no such fixture and check"));
-            }
-        }
-        common::report("thirdparty", self.checked, &self.failures, &self.allowed, &self.stale, self.allow);
-    }
 }
 
 /// The problems of one fixture: (check, problem or None).
@@ -419,7 +382,7 @@ fn thirdparty_pickles_match_cpython() {
         res.push(("show".into(), show));
         (res, cli)
     });
-    let mut tally = Tally::new(&allow);
+    let mut tally = Tally::new("thirdparty", &allow);
     let mut cli_failures = Vec::new();
     for (f, (res, cli)) in fixtures.iter().zip(results) {
         for (check, problem) in res {
@@ -436,5 +399,5 @@ fn thirdparty_pickles_match_cpython() {
     );
     assert!(n >= SETS.len() * MIN_CASES_PER_SET, "only {n} fixtures checked");
     assert!(cli_failures.is_empty(), "the command line and the library disagree:\n{}", cli_failures.join("\n"));
-    tally.finish();
+    tally.finish(|_| true);
 }

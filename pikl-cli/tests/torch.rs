@@ -40,7 +40,7 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{parallel_map, run_with_timeout, short_hex_diff, Allowlist};
+use common::{parallel_map, run_with_timeout, short_hex_diff, Allowlist, Tally};
 use pikl::{Construct, Graph, Instance, ObjId, Object, Value, ValueRef};
 use serde_json::{json, Value as Json};
 
@@ -474,32 +474,19 @@ fn torch_checkpoints_match_cpython() {
         res.extend(check_cli(c, reprs.as_deref(), &outdir));
         res
     });
-    let (mut checked, mut failures, mut allowed, mut stale) = (0, Vec::new(), Vec::new(), Vec::new());
-    let mut seen = BTreeSet::new();
+    let mut tally = Tally::new("torch", &allow);
     for (c, res) in cases.iter().zip(results) {
         for (check, problem) in res {
-            let key = format!("{} {check}", c.name);
-            checked += 1;
-            match (problem, allow.contains(&key)) {
-                (Some(p), true) => allowed.push(format!("{key}: {p}")),
-                (Some(p), false) => failures.push(format!("{key}: {p}")),
-                (None, true) => stale.push(format!("{key}: now matches")),
-                (None, false) => {}
-            }
-            assert!(seen.insert(key.clone()), "checked twice: {key}");
-        }
-    }
-    for key in allow.entries.keys() {
-        if !seen.contains(key) {
-            stale.push(format!("{key}: no such fixture and check"));
+            tally.record(format!("{} {check}", c.name), problem);
         }
     }
     let n_legacy = cases.iter().filter(|c| c.legacy).count();
     let n_pids: usize = cases.iter().flat_map(|c| &c.pickles).map(|p| p.pids.len()).sum();
     eprintln!(
-        "torch: {} fixtures ({n_legacy} legacy streams), {n_pids} persistent ids, {checked} checks, {} listed differences ({})",
+        "torch: {} fixtures ({n_legacy} legacy streams), {n_pids} persistent ids, {} checks, {} listed differences ({})",
         cases.len(),
-        allowed.len(),
+        tally.checked,
+        tally.allowed.len(),
         common::since(t)
     );
     assert!(
@@ -508,5 +495,5 @@ fn torch_checkpoints_match_cpython() {
          ({MIN_LEGACY}, {MIN_PIDS})",
         cases.len()
     );
-    common::report("torch", checked, &failures, &allowed, &stale, &allow);
+    tally.finish(|_| true);
 }

@@ -4,7 +4,7 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -309,6 +309,51 @@ impl Allowlist {
     /// Keys whose last word satisfies `kind` (e.g. all `convert:P` entries).
     pub fn keys_where(&self, kind: impl Fn(&str) -> bool) -> Vec<&str> {
         self.entries.keys().filter(|k| kind(k.rsplit(' ').next().unwrap_or(""))).map(String::as_str).collect()
+    }
+}
+
+/// Sorts the results of a check into failures, allowlisted differences and stale allowlist
+/// entries, then [`report`]s them.
+pub struct Tally<'a> {
+    check: &'static str,
+    allow: &'a Allowlist,
+    pub checked: usize,
+    failures: Vec<String>,
+    pub allowed: Vec<String>,
+    stale: Vec<String>,
+    /// Keys checked (or accounted for otherwise): an allowlist entry of this check missing
+    /// here names nothing.
+    pub seen: BTreeSet<String>,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(check: &'static str, allow: &'a Allowlist) -> Self {
+        Tally { check, allow, checked: 0, failures: vec![], allowed: vec![], stale: vec![], seen: BTreeSet::new() }
+    }
+
+    /// Records one checked key: `problem` is `Some(description)` when pikl differs. A key
+    /// checked twice is a bug in the test.
+    pub fn record(&mut self, key: String, problem: Option<String>) {
+        self.checked += 1;
+        let listed = self.allow.contains(&key);
+        match problem {
+            Some(p) if listed => self.allowed.push(format!("{key}: {p}")),
+            Some(p) => self.failures.push(format!("{key}: {p}")),
+            None if listed => self.stale.push(format!("{key}: now matches")),
+            None => {}
+        }
+        assert!(self.seen.insert(key.clone()), "checked twice: {key}");
+    }
+
+    /// Fails on failures, and on allowlist entries whose check satisfies `kind` (the key's
+    /// last word) that were not checked at all.
+    pub fn finish(mut self, kind: impl Fn(&str) -> bool) {
+        for key in self.allow.keys_where(kind) {
+            if !self.seen.contains(key) {
+                self.stale.push(format!("{key}: no such case and check"));
+            }
+        }
+        report(self.check, self.checked, &self.failures, &self.allowed, &self.stale, self.allow);
     }
 }
 
