@@ -1249,7 +1249,7 @@ impl Decoder {
                 if parts.len() != 2 {
                     return Err(err(frames, inner, "\"$global\" takes [module, name]"));
                 }
-                self.graph.add(Object::Global(Box::new(Global { module: module.to_owned(), name: name.to_owned() })))
+                self.graph.add(Object::Global(Box::new(Global::new(module.to_owned(), name.to_owned()))))
             }
             "$ext" => {
                 let code = tv

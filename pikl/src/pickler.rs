@@ -636,7 +636,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 Task::Global(m, n) => {
                     self.out.boundary()?;
-                    self.save_global(m, n, &mut tasks)?;
+                    self.save_global(m, n, None, &mut tasks)?;
                 }
                 Task::Put(key) => self.put(key),
                 Task::GetKey(key) => self.get(&key),
@@ -1245,7 +1245,15 @@ impl<'h, W: Write> Pickler<'h, W> {
 
     // ---- globals ----
 
-    fn save_global<'g>(&mut self, module: &'g str, name: &'g str, tasks: &mut Vec<Task<'g>>) -> Result<()> {
+    /// Writes the global `module.name`; `module_str` is the graph's str object its module name
+    /// was loaded from (memoized as that object at protocols 4 and 5).
+    fn save_global<'g>(
+        &mut self,
+        module: &'g str,
+        name: &'g str,
+        module_str: Option<ObjId>,
+        tasks: &mut Vec<Task<'g>>,
+    ) -> Result<()> {
         let number = self.memo.name(module, name);
         let key = Key::Global(number);
         if self.try_get(&key) {
@@ -1264,10 +1272,17 @@ impl<'h, W: Write> Pickler<'h, W> {
             tasks.push(Task::Put(Some(key)));
             tasks.push(Task::Op(Op::StackGlobal as u8));
             tasks.push(Task::Str(name, None));
-            // CPython shares a module's name str between its globals, except that builtins'
-            // functions and types carry two different "builtins" strs.
-            let kind = if module == "builtins" && is_builtin_type(name) { "#type" } else { "" };
-            tasks.push(Task::Str(module, Some(Key::Module(self.memo.name(module, kind)))));
+            // The loaded str object where there is one; else CPython shares a module's name str
+            // between its globals, except that builtins' functions and types carry two
+            // different "builtins" strs.
+            let key = match module_str {
+                Some(id) => Key::Obj(id.0),
+                None => {
+                    let kind = if module == "builtins" && is_builtin_type(name) { "#type" } else { "" };
+                    Key::Module(self.memo.name(module, kind))
+                }
+            };
+            tasks.push(Task::Str(module, Some(key)));
             return Ok(());
         }
         if let Some((parent, last)) = name.rsplit_once('.') {
@@ -1454,7 +1469,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 return Ok(());
             }
             Object::Str(s) => return self.save_pystr(s, Some(key)),
-            Object::Global(gl) => return self.save_global(&gl.module, &gl.name, tasks),
+            Object::Global(gl) => return self.save_global(&gl.module, &gl.name, gl.module_str(), tasks),
             Object::Extension(code) => return self.save_extension(*code, tasks),
             Object::PersistentId(pid) => return self.save_pers(g, *pid, tasks),
             _ => {}

@@ -135,6 +135,9 @@ struct Interned {
     keys: HashMap<std::string::String, ObjId>,
     /// One object per global name: (hash of module and name, the [`Object::Global`]).
     globals: HashTable<(u64, ObjId)>,
+    /// The first str object STACK_GLOBAL took each module name from: a global whose module
+    /// name comes from another str object keeps that one (see [`Global`]).
+    module_strs: HashMap<std::string::String, ObjId>,
 }
 
 /// Hash of a global's module and name, for [`Interned::globals`].
@@ -459,6 +462,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             .chain(self.interned.empty_bytes)
             .chain(self.interned.globals.iter().map(|&(_, id)| id))
             .chain(self.interned.keys.values().copied())
+            .chain(self.interned.module_strs.values().copied())
             .map(Value::Obj);
         let roots: Vec<Value> = memo_values.chain(interned).chain(keep.iter().copied()).collect();
         let map = self.graph.compact(roots);
@@ -475,6 +479,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.interned.empty_bytes.iter_mut().for_each(remap_id);
         self.interned.globals.iter_mut().for_each(|(_, id)| remap_id(id));
         self.interned.keys.values_mut().for_each(remap_id);
+        self.interned.module_strs.values_mut().for_each(remap_id);
         map
     }
 
@@ -648,6 +653,12 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     }
 
     fn global(&mut self, module: &str, name: &str) -> Result<Value> {
+        self.global_from(module, name, None)
+    }
+
+    /// [`Unpickler::global`], for STACK_GLOBAL: `module_str` is the str object the module name
+    /// came from, kept with a new global when the name is written back unchanged.
+    fn global_from(&mut self, module: &str, name: &str, module_str: Option<Value>) -> Result<Value> {
         if self.noload {
             return Ok(Value::None);
         }
@@ -668,7 +679,23 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if let Some(&(_, id)) = self.interned.globals.find(h, same) {
             return Ok(Value::Obj(id));
         }
-        let v = self.add(Object::Global(Box::new(Global { module: module.to_owned(), name: name.to_owned() })));
+        // The writer shares one str per module name, as CPython does for globals whose
+        // `__module__` is one object; a module name loaded from a second str object of the same
+        // text (CPython wrote it again) is kept with the global, to be written again too. A
+        // one-character name is CPython's Latin-1 singleton: shared anyway. For "builtins" the
+        // writer knows CPython's two strs itself (types' and functions'), and writes globals of
+        // its own there (`bytearray`, `set`, ...) that a loaded str would not meet.
+        let second_str = module_str.and_then(Value::obj_id).filter(|&s| {
+            module.chars().nth(1).is_some()
+                && module != "builtins"
+                && self.graph.view(Value::Obj(s)).as_str() == Some(module)
+                && *self.interned.module_strs.entry(module.to_owned()).or_insert(s) != s
+        });
+        let g = match second_str {
+            Some(s) => Global::with_module_str(module.to_owned(), name.to_owned(), Value::Obj(s)),
+            None => Global::new(module.to_owned(), name.to_owned()),
+        };
+        let v = self.add(Object::Global(Box::new(g)));
         self.interned.globals.insert_unique(h, (h, v.obj_id().expect("object")), |e| e.0);
         Ok(v)
     }
@@ -1477,7 +1504,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     return Err(bad("STACK_GLOBAL requires str"));
                 };
                 let (m, n) = (m.to_string_lossy().into_owned(), n.to_string_lossy().into_owned());
-                let v = self.global(&m, &n)?;
+                let v = self.global_from(&m, &n, Some(module))?;
                 self.push(v);
             }
             Obj => {

@@ -7,6 +7,8 @@
 //! * A list nested a million deep is built, pickled, loaded, printed (truncated), compared and
 //!   dropped without overflowing the stack.
 //! * CPython (python3, required) loads every pickle written here to the expected value.
+//! * Module name strs keep the sharing of the loaded pickle at protocols 4 and 5 (CPython
+//!   writes `'array'` twice for `array.array` and `array._array_reconstructor`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -307,4 +309,39 @@ fn cpython_loads_what_the_pickler_writes() {
         bad.join("\n  ")
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CPython writes a module's name str once per str object: `array._array_reconstructor` and
+/// `array.array` carry two `'array'` strs, `collections.OrderedDict` and `collections.deque`
+/// one interned `'collections'`. Re-dumping a loaded protocol 4 or 5 pickle at its protocol
+/// keeps that, byte for byte.
+#[test]
+fn module_name_strs_keep_their_sharing() {
+    let script = "import array, collections, pickle, sys\n\
+                  v = [array.array('i', [1, 2]), array.array('d'), collections.OrderedDict(a=1), collections.deque([1])]\n\
+                  for p in (4, 5):\n    print(pickle.dumps(v, p).hex())\n";
+    let out = Command::new("python3").args(["-c", script]).output().expect("python3 is required");
+    assert!(out.status.success(), "python3: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Vec<u8>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|h| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex")).collect())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let count = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
+    for (data, proto) in lines.iter().zip([4, 5]) {
+        // Module 'array' twice (and the class's name 'array' once); 'collections' once.
+        assert_eq!(count(data, b"\x8c\x05array\x94"), 3, "CPython's pickle");
+        assert_eq!(count(data, b"\x8c\x0bcollections\x94"), 1, "CPython's pickle");
+        let loaded = pikl::loads(data).expect("loads");
+        let out = pikl::dumps(&loaded.graph, loaded.root, Some(proto)).expect("dumps");
+        assert_eq!(count(&out, b"\x8c\x05array\x94"), 3, "protocol {proto}");
+        assert_eq!(count(&out, b"\x8c\x0bcollections\x94"), 1, "protocol {proto}");
+        assert!(out == *data, "protocol {proto}: pikl writes other bytes than CPython");
+    }
+    // A graph built by hand has no loaded strs: one str per module name, as before.
+    let mut g = Graph::new();
+    let items = vec![g.global("array", "array"), g.global("array", "_array_reconstructor")];
+    let v = g.list(items);
+    let out = pikl::dumps(&g, v, Some(4)).expect("dumps");
+    assert_eq!(count(&out, b"\x8c\x05array\x94"), 2, "module 'array' once, the name 'array' once");
 }

@@ -145,12 +145,50 @@ impl Instance {
 }
 
 /// A module-level name: a class or function the pickle refers to (`GLOBAL`, `STACK_GLOBAL`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Made with [`Graph::global`]. Equality and hashing look at the module and name only.
+#[derive(Clone, Debug)]
 pub struct Global {
     /// The module, e.g. `"collections"`.
     pub module: String,
     /// The qualified name, e.g. `"OrderedDict"`.
     pub name: String,
+    /// The str object STACK_GLOBAL took the module name from, when it was loaded from one:
+    /// CPython writes a module's name once for globals whose `__module__` is one str object
+    /// and again for each other one (`array.array` and `array._array_reconstructor` carry two
+    /// `'array'` strs), so the writer keeps the loaded pickle's sharing.
+    module_str: Option<Value>,
+}
+
+impl Global {
+    /// A global with no loaded module str.
+    pub(crate) fn new(module: String, name: String) -> Self {
+        Global { module, name, module_str: None }
+    }
+
+    /// A global STACK_GLOBAL made from the str object `module_str`.
+    pub(crate) fn with_module_str(module: String, name: String, module_str: Value) -> Self {
+        Global { module, name, module_str: Some(module_str) }
+    }
+
+    /// The str object the module name was loaded from, if any.
+    pub(crate) fn module_str(&self) -> Option<ObjId> {
+        self.module_str.and_then(Value::obj_id)
+    }
+}
+
+impl PartialEq for Global {
+    fn eq(&self, other: &Self) -> bool {
+        self.module == other.module && self.name == other.name
+    }
+}
+
+impl Eq for Global {}
+
+impl std::hash::Hash for Global {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.module, &self.name).hash(state);
+    }
 }
 
 /// A protocol 5 buffer taken out of band (`NEXT_BUFFER`).
@@ -391,7 +429,7 @@ impl<'a> Graph<'a> {
 
     /// Adds a class or function reference.
     pub fn global(&mut self, module: impl Into<String>, name: impl Into<String>) -> Value {
-        self.add(Object::Global(Box::new(Global { module: module.into(), name: name.into() })))
+        self.add(Object::Global(Box::new(Global::new(module.into(), name.into()))))
     }
 
     /// Adds a dict with `entries` (later duplicates of a key replace earlier values, as in
@@ -527,12 +565,12 @@ fn for_each_child_mut(obj: &mut Object<'_>, mut f: impl FnMut(&mut Value)) {
             }
         }
         Object::PersistentId(v) => f(v),
+        Object::Global(g) => g.module_str.iter_mut().for_each(f),
         Object::Int(_)
         | Object::Complex(..)
         | Object::Str(_)
         | Object::Bytes(_)
         | Object::ByteArray(_)
-        | Object::Global(_)
         | Object::Extension(_)
         | Object::Buffer(_) => {}
     }
