@@ -137,8 +137,12 @@ struct Interned {
     globals: HashTable<(u64, ObjId)>,
     /// The first str object STACK_GLOBAL took each module name from: a global whose module
     /// name comes from another str object keeps that one (see [`Global`]).
-    module_strs: HashMap<std::string::String, ObjId>,
+    module_strs: Vec<ObjId>,
 }
+
+/// Module names past this many keep no str of their own (a hostile stream naming a million
+/// modules would make the scan quadratic): their globals share one str per name.
+const MODULE_STRS_MAX: usize = 64;
 
 /// Hash of a global's module and name, for [`Interned::globals`].
 fn global_hash(module: &str, name: &str) -> u64 {
@@ -194,6 +198,7 @@ struct Spare {
     marks: Vec<usize>,
     memo: Vec<Option<Value>>,
     strs: Vec<(u32, ObjId)>,
+    module_strs: Vec<ObjId>,
 }
 
 /// Buffers larger than this many entries are freed rather than kept for the next unpickler.
@@ -312,11 +317,13 @@ impl<R> Drop for Unpickler<'_, R> {
             marks: std::mem::take(&mut self.marks),
             memo: std::mem::take(&mut self.memo.dense),
             strs: std::mem::take(&mut self.interned.strs),
+            module_strs: std::mem::take(&mut self.interned.module_strs),
         };
         spare.stack.clear();
         spare.marks.clear();
         spare.memo.clear();
         spare.strs.clear();
+        spare.module_strs.clear();
         // `try_with`: an unpickler dropped while the thread's locals are torn down just frees.
         let _ = SPARE.try_with(|c| c.set(Some(spare)));
     }
@@ -339,6 +346,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             marks: Vec::with_capacity(16),
             memo: Vec::new(),
             strs: Vec::new(),
+            module_strs: Vec::new(),
         });
         let mut graph = Graph::new();
         if len > 0 {
@@ -354,7 +362,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             memo: Memo { dense: spare.memo, ..Memo::default() },
             proto: 0,
             opts: UnpicklerOptions::default(),
-            interned: Interned { strs: spare.strs, ..Interned::default() },
+            interned: Interned { strs: spare.strs, module_strs: spare.module_strs, ..Interned::default() },
             key_shape: KeyShape::default(),
             persistent_load: None,
             find_class: None,
@@ -462,7 +470,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             .chain(self.interned.empty_bytes)
             .chain(self.interned.globals.iter().map(|&(_, id)| id))
             .chain(self.interned.keys.values().copied())
-            .chain(self.interned.module_strs.values().copied())
+            .chain(self.interned.module_strs.iter().copied())
             .map(Value::Obj);
         let roots: Vec<Value> = memo_values.chain(interned).chain(keep.iter().copied()).collect();
         let map = self.graph.compact(roots);
@@ -479,7 +487,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.interned.empty_bytes.iter_mut().for_each(remap_id);
         self.interned.globals.iter_mut().for_each(|(_, id)| remap_id(id));
         self.interned.keys.values_mut().for_each(remap_id);
-        self.interned.module_strs.values_mut().for_each(remap_id);
+        self.interned.module_strs.iter_mut().for_each(remap_id);
         map
     }
 
@@ -656,6 +664,22 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         self.global_from(module, name, None)
     }
 
+    /// The first str object STACK_GLOBAL took the module name `module` from; `s` becomes it
+    /// when there is none (or when [`MODULE_STRS_MAX`] names are kept already).
+    fn first_module_str(&mut self, module: &str, s: ObjId) -> ObjId {
+        let graph = &self.graph;
+        let strs = &mut self.interned.module_strs;
+        match strs.iter().find(|&&id| graph.view(Value::Obj(id)).as_str() == Some(module)) {
+            Some(&id) => id,
+            None => {
+                if strs.len() < MODULE_STRS_MAX {
+                    strs.push(s);
+                }
+                s
+            }
+        }
+    }
+
     /// [`Unpickler::global`], for STACK_GLOBAL: `module_str` is the str object the module name
     /// came from, kept with a new global when the name is written back unchanged.
     fn global_from(&mut self, module: &str, name: &str, module_str: Option<Value>) -> Result<Value> {
@@ -689,7 +713,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             module.chars().nth(1).is_some()
                 && module != "builtins"
                 && self.graph.view(Value::Obj(s)).as_str() == Some(module)
-                && *self.interned.module_strs.entry(module.to_owned()).or_insert(s) != s
+                && self.first_module_str(module, s) != s
         });
         let g = match second_str {
             Some(s) => Global::with_module_str(module.to_owned(), name.to_owned(), Value::Obj(s)),
