@@ -16,6 +16,7 @@ if __name__ == '__main__' and os.environ.get('PYTHONHASHSEED') != '0':
     env = dict(os.environ, PYTHONHASHSEED='0')
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
+import array
 import collections
 import datetime
 import decimal
@@ -23,13 +24,18 @@ import enum
 import fractions
 import functools
 import io
+import ipaddress
 import json
 import math
+import operator
 import pathlib
 import pickle
 import pickletools
 import re
+import time
+import types
 import uuid
+import zoneinfo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # keep tests/corpus free of __pycache__
@@ -524,6 +530,26 @@ def build_stdlib():
     add('ellipsis_notimpl', [Ellipsis, NotImplemented])
     add('exception', ValueError('bad', 42))
     add('exception_attrs', KeyError('k'))
+    # array.array reduces differently below protocol 3 (typecode, list) and from 3 on
+    # (_array_reconstructor, machine format, bytes), and its module name 'array' is two str
+    # objects in CPython: written twice at protocols 4 and 5.
+    add('array', [array.array('i', [1, -2, 3]), array.array('d', [1.5])])
+    add('zoneinfo', [zoneinfo.ZoneInfo('UTC'),
+                     datetime.datetime(2024, 3, 31, 2, 30,
+                                       tzinfo=zoneinfo.ZoneInfo('UTC'))])
+    add('namespace', types.SimpleNamespace(a=1, b=[2]))
+    add('operator_getters', [operator.itemgetter(1, 'x'),
+                             operator.attrgetter('a.b', 'c'),
+                             operator.methodcaller('split', ',', maxsplit=1)])
+    add('ipaddress', [ipaddress.IPv4Address('10.0.0.1'),
+                      ipaddress.ip_network('2001:db8::/32')])
+    add('chainmap', collections.ChainMap({'a': 1}, {'b': 2}))
+    add('struct_time', time.gmtime(0))
+    add('stat_result', os.stat_result(tuple(range(10))))
+    add('user_collections', [collections.UserDict(x=1),
+                             collections.UserList([1, 2])])
+    add('struct_seq_global', sys.float_info)
+    add('exceptions', [StopIteration(5), OSError(13, 'denied')])
 
 
 def build_classes():
