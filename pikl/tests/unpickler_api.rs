@@ -516,3 +516,37 @@ fn picklers_and_unpicklers_work_while_a_thread_exits() {
     .join()
     .expect("no panic at thread exit");
 }
+
+/// A module name STACK_GLOBAL took from a second str object is written again, for the first 64
+/// module names of a stream; past them (a stream naming many modules) globals share one str
+/// per name, so the bookkeeping stays linear.
+#[test]
+fn second_module_strs_are_kept_for_64_module_names() {
+    fn short_str(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&[0x8c, s.len() as u8]);
+        out.extend_from_slice(s.as_bytes());
+        out.push(0x94); // MEMOIZE
+    }
+    let n = 200;
+    // [m0.a, m0.b, m1.a, m1.b, ...]: each global's module name a str object of its own.
+    let mut p = b"\x80\x04]\x94(".to_vec();
+    for i in 0..n {
+        for name in ["a", "b"] {
+            short_str(&mut p, &format!("m{i}"));
+            short_str(&mut p, name);
+            p.extend_from_slice(b"\x93\x94"); // STACK_GLOBAL, MEMOIZE
+        }
+    }
+    p.extend_from_slice(b"e.");
+    let loaded = pikl::loads(&p).expect("loads");
+    assert_eq!(loaded.value().len(), Some(2 * n));
+    let out = pikl::dumps(&loaded.graph, loaded.root, Some(4)).expect("dumps");
+    let times = |module: &str| {
+        let needle = [&[0x8c, module.len() as u8][..], module.as_bytes(), &[0x94]].concat();
+        out.windows(needle.len()).filter(|w| *w == needle).count()
+    };
+    assert_eq!((times("m0"), times("m63")), (2, 2), "the first 64 module names keep their second str");
+    assert_eq!((times("m64"), times("m199")), (1, 1), "past 64, one str per module name");
+    let again = pikl::loads(&out).expect("the re-dump loads");
+    assert!(again.value() == loaded.value(), "{again} / {loaded}");
+}
