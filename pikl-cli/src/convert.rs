@@ -46,11 +46,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Ok(_) => {}
             Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
         }
-        if n > 0 && !args.memo.memo {
-            u.clear_memo();
+        if args.memo.fresh(n) {
+            // Each pickle written on its own too, as separate pickle.dump calls write them.
             p.clear_memo();
         }
-        let v = u.load().map_err(|e| args.memo.load_failure(&inp.name, n, e))?;
+        let v = args.memo.load(&mut u, &inp.name, n)?;
         n += 1;
         if let Err(e) = p.dump(u.graph(), v) {
             if e.category() == pikl::Category::Io {

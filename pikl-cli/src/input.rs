@@ -48,13 +48,32 @@ pub struct MemoArgs {
     /// an empty memo, as repeated pickle.load(f) calls read a file of pickle.dump(obj, f) calls.
     /// At protocols 4 and 5 the wrong choice can give wrong objects without an error
     #[arg(short, long)]
-    pub memo: bool,
+    memo: bool,
 }
 
 impl MemoArgs {
-    /// The failure for `e`, met loading pickle `n` (from 0) of the stream `name`: a GET of
-    /// an entry a fresh memo lacks, after the first pickle, suggests `--memo`.
-    pub fn load_failure(&self, name: &str, n: usize, e: pikl::Error) -> Failure {
+    /// True when pickle `n` (from 0) starts with an empty memo.
+    pub fn fresh(&self, n: usize) -> bool {
+        n > 0 && !self.memo
+    }
+
+    /// Loads pickle `n` (from 0) of the stream `name` with `u`, forgetting the memo first when
+    /// it starts afresh.
+    pub fn load<'de, R: pikl::read::Read<'de>>(
+        &self,
+        u: &mut pikl::Unpickler<'de, R>,
+        name: &str,
+        n: usize,
+    ) -> Result<pikl::Value, Failure> {
+        if self.fresh(n) {
+            u.clear_memo();
+        }
+        u.load().map_err(|e| self.load_failure(name, n, e))
+    }
+
+    /// The failure for `e`, met loading pickle `n` of the stream `name`: a GET of an entry a
+    /// fresh memo lacks, after the first pickle, suggests `--memo`.
+    fn load_failure(&self, name: &str, n: usize, e: pikl::Error) -> Failure {
         let msg = e.to_string();
         if n > 0 && !self.memo && msg.contains("Memo value not found") {
             return Failure::BadData(format!(

@@ -80,10 +80,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Ok(_) => {}
             Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
         }
-        if !roots.is_empty() && !args.memo.memo {
-            u.clear_memo();
-        }
-        roots.push(u.load().map_err(|e| args.memo.load_failure(&inp.name, roots.len(), e))?);
+        roots.push(args.memo.load(&mut u, &inp.name, roots.len())?);
     }
     let mut out = BufWriter::with_capacity(1 << 16, open_output(args.output.as_deref())?);
     let mut enc = Encoder::new(u.graph(), &roots);

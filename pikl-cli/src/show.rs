@@ -64,10 +64,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 Ok(_) => {}
                 Err(e) => return Err(Failure::BadData(format!("{}: {e}", inp.name))),
             }
-            if n > 0 && !args.memo.memo {
-                u.clear_memo();
-            }
-            let v = u.load().map_err(|e| args.memo.load_failure(&inp.name, n, e))?;
+            let v = args.memo.load(&mut u, &inp.name, n)?;
             n += 1;
             let mut w = FmtIo { out: &mut out, err: None };
             let complete = u.view(v).write_repr(&mut w, repr_opts);

@@ -1027,10 +1027,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             return Ok(());
         }
         match self.graph.get_mut(id) {
-            Object::List(list) => {
-                crate::value::grow_big(list, items.len());
-                list.extend_from_slice(items)
-            }
+            Object::List(list) => crate::value::extend_big(list, items),
             Object::Instance(inst) => inst.list_items.extend_from_slice(items),
             other => return Err(bad(format!("'{}' object has no attribute 'append'", other.type_name()))),
         }

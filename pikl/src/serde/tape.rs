@@ -227,8 +227,7 @@ impl Tape {
             return Err(bad("pickle has too many items for the serde reader"));
         };
         let s32 = s32 - n32;
-        crate::value::grow_big(&mut self.items, n);
-        self.items.extend_from_slice(vals);
+        crate::value::extend_big(&mut self.items, vals);
         let c = chain;
         let total = c.total.checked_add(n32).ok_or_else(|| bad("container too large"))?;
         if c.total == 0 {

@@ -248,10 +248,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         let Value::Obj(id) = stack[start - 1] else { break };
                         let items = &stack[start..];
                         match graph.get_mut(id) {
-                            Object::List(list) if b == op::APPENDS => {
-                                crate::value::grow_big(list, items.len());
-                                list.extend_from_slice(items)
-                            }
+                            Object::List(list) if b == op::APPENDS => crate::value::extend_big(list, items),
                             Object::Dict(_) if b == op::SETITEMS && items.len() % 2 == 0 => {
                                 // An unhashable key stops the fill; `step` repeats it (setting
                                 // the same items again) and reports the error.
