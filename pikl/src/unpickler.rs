@@ -156,23 +156,26 @@ impl Interned {
     #[inline]
     fn str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
         if s.as_bytes().len() <= 2 {
-            return self.short_str(graph, s);
+            return Value::Obj(self.short_str(graph, s));
         }
         graph.add(Object::Str(s))
     }
 
-    fn short_str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
+    /// A str of up to 2 bytes: the one shared object for a one-character str, as CPython's are.
+    /// Returns the object's id (a `Value` returned through memory and copied was a
+    /// store-forwarding stall on the loader's hot path).
+    pub(super) fn short_str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> ObjId {
         let key = match *s.as_bytes() {
             [] => u32::MAX,
             // One byte of valid UTF-8 is ASCII.
             [a] => a as u32,
             // Two ASCII characters.
-            [a, _] if a < 0x80 => return graph.add(Object::Str(s)),
+            [a, _] if a < 0x80 => return graph.add_built(|| Object::Str(s)),
             _ => {
                 let mut cps = s.code_points();
                 match (cps.next(), cps.next()) {
                     (Some(c), None) if c < 256 => c,
-                    _ => return graph.add(Object::Str(s)),
+                    _ => return graph.add_built(|| Object::Str(s)),
                 }
             }
         };
@@ -180,11 +183,11 @@ impl Interned {
             self.strs = Vec::with_capacity(16);
         }
         match self.strs.binary_search_by_key(&key, |e| e.0) {
-            Ok(i) => Value::Obj(self.strs[i].1),
+            Ok(i) => self.strs[i].1,
             Err(i) => {
-                let v = graph.add(Object::Str(s));
-                self.strs.insert(i, (key, v.obj_id().expect("object")));
-                v
+                let id = graph.add_built(|| Object::Str(s));
+                self.strs.insert(i, (key, id));
+                id
             }
         }
     }

@@ -9,7 +9,7 @@
 use super::{decode_long, Unpickler};
 use crate::read::{Bytes, Read};
 use crate::text::{self, ParsedInt};
-use crate::value::{Object, PyStr, Value};
+use crate::value::{pystr, Object, PyStr, Value};
 
 /// Opcode bytes run here.
 mod op {
@@ -168,7 +168,14 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         if stack.len() <= *fence {
                             break;
                         }
-                        let top = *stack.last().expect("above fence");
+                        // Read field by field: the value was most likely pushed by the
+                        // opcode just before, as a tag and an id stored apart, which a
+                        // 16-byte load cannot take from the store buffer (a stall).
+                        let top = match stack.last() {
+                            Some(&Value::Obj(id)) => Value::Obj(id),
+                            Some(&v) => v,
+                            None => break,
+                        };
                         if memo.put(key, top, opts.max_memo_len).is_err() {
                             break;
                         }
@@ -199,13 +206,23 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         if n > data.len() - start || graph.len() >= max_objects {
                             break;
                         }
-                        let s = match borrowed {
-                            Some(d) => PyStr::borrowed_from_surrogatepass(&d[start..start + n]),
-                            None => PyStr::copied_from_surrogatepass(&data[start..start + n]),
+                        if !pystr::surrogatepass_ok(&data[start..start + n]) {
+                            break;
+                        }
+                        // Each branch builds its str in place and pushes its own value: a str
+                        // or value built first and moved after was copied through the stack in
+                        // pieces, and read back whole (a store-forwarding stall per str).
+                        let s = || match borrowed {
+                            Some(d) => PyStr::borrowed_checked(&d[start..start + n]),
+                            None => PyStr::copied_checked(&data[start..start + n]),
                         };
-                        let Some(s) = s else { break };
-                        // Only strs of up to 2 bytes can be CPython's shared ones.
-                        stack.push(if n > 2 { graph.add(Object::Str(s)) } else { interned.str(graph, s) });
+                        let id = if n > 2 {
+                            graph.add_built(|| Object::Str(s()))
+                        } else {
+                            // Only strs of up to 2 bytes can be CPython's shared ones.
+                            interned.short_str(graph, s())
+                        };
+                        stack.push(Value::Obj(id));
                         head + n
                     }
                     op::LONG1 => {

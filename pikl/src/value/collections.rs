@@ -306,7 +306,7 @@ impl Graph<'_> {
                     d.reserve(8);
                 }
             }
-            return self.dict_set_all(dict, [(pairs[0], pairs[1])]);
+            return self.dict_set_slice(dict, &pairs[..2]);
         }
         let was_empty = match self.get(dict) {
             super::Object::Dict(d) => d.is_empty(),
@@ -322,7 +322,7 @@ impl Graph<'_> {
             }
             return Ok(());
         }
-        self.dict_set_all(dict, pairs.chunks_exact(2).map(|p| (p[0], p[1])))?;
+        self.dict_set_slice(dict, pairs)?;
         if was_empty {
             if let super::Object::Dict(d) = self.get(dict) {
                 shape.learn(self, d, pairs);

@@ -96,7 +96,7 @@ impl std::hash::Hash for PyStr<'_> {
 
 /// True when `bytes` is valid surrogatepass UTF-8.
 #[inline]
-fn surrogatepass_ok(bytes: &[u8]) -> bool {
+pub(crate) fn surrogatepass_ok(bytes: &[u8]) -> bool {
     is_valid_utf8(bytes) || surrogatepass_valid(bytes)
 }
 
@@ -118,11 +118,19 @@ impl<'a> PyStr<'a> {
         surrogatepass_ok(&bytes).then(|| PyStr { repr: Repr::from_cow(bytes) })
     }
 
-    /// A str borrowing surrogatepass UTF-8 bytes, or `None` if they are not valid even
-    /// allowing surrogates (the loader's hot path: no `Cow` to build and match).
+    /// A str borrowing `bytes`, which the caller checked with [`surrogatepass_ok`].
     #[inline(always)]
-    pub(crate) fn borrowed_from_surrogatepass(bytes: &'a [u8]) -> Option<Self> {
-        surrogatepass_ok(bytes).then_some(PyStr { repr: Repr::Borrowed(bytes) })
+    pub(crate) fn borrowed_checked(bytes: &'a [u8]) -> Self {
+        debug_assert!(surrogatepass_ok(bytes));
+        PyStr { repr: Repr::Borrowed(bytes) }
+    }
+
+    /// A str copied from `bytes` (inline when short), which the caller checked with
+    /// [`surrogatepass_ok`].
+    #[inline(always)]
+    pub(crate) fn copied_checked(bytes: &[u8]) -> PyStr<'static> {
+        debug_assert!(surrogatepass_ok(bytes));
+        PyStr { repr: Repr::owned(bytes) }
     }
 
     /// A str copied from surrogatepass UTF-8 bytes (inline when short), or `None` if they are
