@@ -92,6 +92,18 @@ impl Memo {
         self.put_slow(key, v, max)
     }
 
+    /// [`Memo::put`] of an object, whose value is written straight into the table: a `Value`
+    /// read whole just after it was stored in pieces is a store-forwarding stall.
+    #[inline(always)]
+    fn put_obj(&mut self, key: u64, id: ObjId, max: usize) -> Result<()> {
+        if key as usize == self.dense.len() && self.sparse.is_empty() && self.len < max {
+            self.dense.push(Some(Value::Obj(id)));
+            self.len += 1;
+            return Ok(());
+        }
+        self.put_slow(key, Value::Obj(id), max)
+    }
+
     fn put_slow(&mut self, key: u64, v: Value, max: usize) -> Result<()> {
         let k = key as usize;
         if k < self.dense.len() {
@@ -156,28 +168,33 @@ impl Interned {
     #[inline]
     fn str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
         if s.as_bytes().len() <= 2 {
-            return Value::Obj(self.short_str(graph, s));
+            let b = s.as_bytes();
+            let (head, n) = ([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)], b.len());
+            return Value::Obj(self.short_str(graph, &head[..n], || s));
         }
         graph.add(Object::Str(s))
     }
 
     /// A str of up to 2 bytes: the one shared object for a one-character str, as CPython's are.
-    /// Returns the object's id (a `Value` returned through memory and copied was a
-    /// store-forwarding stall on the loader's hot path).
-    pub(super) fn short_str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> ObjId {
-        let key = match *s.as_bytes() {
+    /// `make` builds the str from `bytes`, straight into the graph when a new object is
+    /// needed. Returns the object's id. (A str passed in and moved, or a `Value` returned
+    /// through memory, was copied in pieces and read back whole: a store-forwarding stall.)
+    #[inline]
+    pub(super) fn short_str<'de>(
+        &mut self,
+        graph: &mut Graph<'de>,
+        bytes: &[u8],
+        make: impl FnOnce() -> PyStr<'de>,
+    ) -> ObjId {
+        let key = match *bytes {
             [] => u32::MAX,
             // One byte of valid UTF-8 is ASCII.
             [a] => a as u32,
             // Two ASCII characters.
-            [a, _] if a < 0x80 => return graph.add_built(|| Object::Str(s)),
-            _ => {
-                let mut cps = s.code_points();
-                match (cps.next(), cps.next()) {
-                    (Some(c), None) if c < 256 => c,
-                    _ => return graph.add_built(|| Object::Str(s)),
-                }
-            }
+            [a, _] if a < 0x80 => return graph.add_built(|| Object::Str(make())),
+            // One code point below 256 in two bytes of UTF-8 (C2 xx or C3 xx).
+            [a @ 0xC2..=0xC3, b] => ((a as u32 & 0x1F) << 6) | (b as u32 & 0x3F),
+            _ => return graph.add_built(|| Object::Str(make())),
         };
         if self.strs.capacity() == 0 {
             self.strs = Vec::with_capacity(16);
@@ -185,7 +202,7 @@ impl Interned {
         match self.strs.binary_search_by_key(&key, |e| e.0) {
             Ok(i) => self.strs[i].1,
             Err(i) => {
-                let id = graph.add_built(|| Object::Str(s));
+                let id = graph.add_built(|| Object::Str(make()));
                 self.strs.insert(i, (key, id));
                 id
             }

@@ -168,15 +168,15 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         if stack.len() <= *fence {
                             break;
                         }
-                        // Read field by field: the value was most likely pushed by the
-                        // opcode just before, as a tag and an id stored apart, which a
+                        // An object is read and memoized by its id: the opcode just before
+                        // most likely pushed it as a tag and an id stored apart, which a
                         // 16-byte load cannot take from the store buffer (a stall).
-                        let top = match stack.last() {
-                            Some(&Value::Obj(id)) => Value::Obj(id),
-                            Some(&v) => v,
+                        let put = match stack.last() {
+                            Some(&Value::Obj(id)) => memo.put_obj(key, id, opts.max_memo_len),
+                            Some(&v) => memo.put(key, v, opts.max_memo_len),
                             None => break,
                         };
-                        if memo.put(key, top, opts.max_memo_len).is_err() {
+                        if put.is_err() {
                             break;
                         }
                         len
@@ -185,13 +185,13 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         if graph.len() >= max_objects {
                             break;
                         }
-                        let obj = match b {
+                        let id = graph.add_built(|| match b {
                             op::EMPTY_LIST => Object::List(Vec::new()),
                             op::EMPTY_DICT => Object::Dict(Default::default()),
                             op::EMPTY_TUPLE => Object::Tuple(Vec::new()),
                             _ => Object::Set(Default::default()),
-                        };
-                        stack.push(graph.add(obj));
+                        });
+                        stack.push(Value::Obj(id));
                         1
                     }
                     op::SHORT_BINUNICODE | op::BINUNICODE => {
@@ -220,7 +220,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             graph.add_built(|| Object::Str(s()))
                         } else {
                             // Only strs of up to 2 bytes can be CPython's shared ones.
-                            interned.short_str(graph, s())
+                            interned.short_str(graph, &data[start..start + n], s)
                         };
                         stack.push(Value::Obj(id));
                         head + n
@@ -252,7 +252,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             break;
                         }
                         let items = stack.split_off(stack.len() - n);
-                        stack.push(graph.add(Object::Tuple(items)));
+                        let id = graph.add_built(|| Object::Tuple(items));
+                        stack.push(Value::Obj(id));
                         1
                     }
                     // The items above the innermost mark, onto the list, dict or set below it.
