@@ -75,9 +75,17 @@ struct Memo {
 impl Memo {
     #[inline]
     fn get(&self, key: u64) -> Option<Value> {
+        self.get_ref(key).copied()
+    }
+
+    /// The entry under `key`, by reference: the loader copies it onto its stack in one move
+    /// (an `Option<Value>` returned by value was spilled in overlapping pieces and re-read, a
+    /// store-forwarding stall per GET).
+    #[inline]
+    fn get_ref(&self, key: u64) -> Option<&Value> {
         match self.dense.get(key as usize) {
-            Some(slot) => *slot,
-            None => self.sparse.get(&key).copied(),
+            Some(slot) => slot.as_ref(),
+            None => self.sparse.get(&key),
         }
     }
 

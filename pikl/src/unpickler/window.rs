@@ -123,8 +123,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             let Some(k) = arg::<4>(data, i) else { break };
                             (u32::from_le_bytes(k) as u64, 5)
                         };
-                        let Some(v) = memo.get(key) else { break };
-                        stack.push(v);
+                        let Some(v) = memo.get_ref(key) else { break };
+                        stack.push(*v);
                         len
                     }
                     op::INT => {
