@@ -13,7 +13,8 @@
 //! Measured on a 2-core VM: strs p5 loads 179 -> 125 ms, records p5 92 -> 74 ms (huge pages);
 //! bytes p5 dumps 129 -> 96 ms (pre-faulting). Not applied to lists grown by doubling: advising
 //! each new buffer made ints p5 slower (72 -> 100 ms), as every regrowth faults and zeroes fresh
-//! huge pages.
+//! huge pages. The object arena, which grows fourfold past 1 MiB when the input's length is
+//! unknown, is advised at each growth: strs p5 through `load` 122 -> 95 ms.
 
 #[cfg(target_os = "linux")]
 extern "C" {
