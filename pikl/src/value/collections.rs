@@ -1,29 +1,21 @@
 //! Dicts and sets: insertion-ordered entries with a hash index for Python's key equality.
 
-use hashbrown::HashTable;
-
+use super::index::Index;
 use super::{Graph, Value};
 
 /// Up to this many entries, lookups scan instead of hashing.
 const LINEAR_MAX: usize = 16;
 
-/// The hash index of a dict or set: (hash, entry position) pairs.
-type Index = Box<HashTable<(u64, u32)>>;
-
-fn build_index(hashes: impl Iterator<Item = u64>, capacity: usize) -> Index {
-    let mut t = HashTable::with_capacity(capacity);
-    for (i, h) in hashes.enumerate() {
-        t.insert_unique(h, (h, i as u32), |e| e.0);
-    }
-    Box::new(t)
+fn build_index(hashes: impl ExactSizeIterator<Item = u64>, capacity: usize) -> Box<Index> {
+    Box::new(Index::build(hashes, capacity))
 }
 
 /// Makes room in the index of a dict or set of `len` entries for `n` more; filling an empty
 /// one past the scan size hashes from the start.
-fn reserve_index(index: &mut Option<Index>, len: usize, n: usize) {
+fn reserve_index(index: &mut Option<Box<Index>>, len: usize, n: usize) {
     match index {
-        Some(index) => index.reserve(n, |e| e.0),
-        None if len == 0 && n > LINEAR_MAX => *index = Some(build_index(std::iter::empty(), n)),
+        Some(index) => index.reserve(n),
+        None if len == 0 && n > LINEAR_MAX => *index = Some(Box::new(Index::with_capacity(n))),
         None => {}
     }
 }
@@ -32,7 +24,7 @@ fn reserve_index(index: &mut Option<Index>, len: usize, n: usize) {
 #[derive(Clone, Debug, Default)]
 pub struct Dict {
     entries: Vec<(Value, Value)>,
-    index: Option<Index>,
+    index: Option<Box<Index>>,
 }
 
 impl Dict {
@@ -59,9 +51,7 @@ impl Dict {
     /// Position of the entry whose key equals `key` (with hash `h`).
     pub(crate) fn find(&self, graph: &Graph, key_graph: &Graph, h: u64, key: Value) -> Option<usize> {
         match &self.index {
-            Some(index) => index
-                .find(h, |&(eh, i)| eh == h && super::eq::keys_equal(graph, self.entries[i as usize].0, key_graph, key))
-                .map(|&(_, i)| i as usize),
+            Some(index) => index.find(h, |i| super::eq::keys_equal(graph, self.entries[i].0, key_graph, key)),
             None => self.entries.iter().position(|&(k, _)| super::eq::keys_equal(graph, k, key_graph, key)),
         }
     }
@@ -72,9 +62,7 @@ impl Dict {
         let is_key =
             |k: Value| matches!(graph.object(k), Some(super::Object::Str(s)) if s.as_bytes() == key.as_bytes());
         let pos = match &self.index {
-            Some(index) => {
-                index.find(h, |&(eh, i)| eh == h && is_key(self.entries[i as usize].0)).map(|&(_, i)| i as usize)
-            }
+            Some(index) => index.find(h, |i| is_key(self.entries[i].0)),
             None => self.entries.iter().position(|&(k, _)| is_key(k)),
         };
         pos.map(|i| self.entries[i].1)
@@ -136,14 +124,10 @@ impl Dict {
         if let Some(index) = &mut self.index {
             // One probe: the key's slot, or where it goes.
             let entries = &self.entries;
-            let same =
-                |&(eh, i): &(u64, u32)| eh == h && super::eq::keys_equal(graph, entries[i as usize].0, graph, key);
-            match index.entry(h, same, |e| e.0) {
-                hashbrown::hash_table::Entry::Occupied(o) => self.entries[o.get().1 as usize].1 = value,
-                hashbrown::hash_table::Entry::Vacant(slot) => {
-                    slot.insert((h, self.entries.len() as u32));
-                    self.entries.push((key, value));
-                }
+            let same = |i: usize| super::eq::keys_equal(graph, entries[i].0, graph, key);
+            match index.find_or_insert(h, entries.len(), same) {
+                Some(i) => self.entries[i].1 = value,
+                None => self.entries.push((key, value)),
             }
             return;
         }
@@ -157,7 +141,7 @@ impl Dict {
             // Past the scan size: index every key.
             let hashes = self.entries[..pos as usize].iter().map(|&(k, _)| graph.hash(k).unwrap_or(0));
             let mut index = build_index(hashes, self.entries.capacity());
-            index.insert_unique(h, (h, pos), |e| e.0);
+            index.insert_unique(h, pos as usize);
             self.index = Some(index);
         }
     }
@@ -167,7 +151,7 @@ impl Dict {
 #[derive(Clone, Debug, Default)]
 pub struct Set {
     items: Vec<Value>,
-    index: Option<Index>,
+    index: Option<Box<Index>>,
 }
 
 impl Set {
@@ -193,9 +177,7 @@ impl Set {
 
     pub(crate) fn find(&self, graph: &Graph, key_graph: &Graph, h: u64, key: Value) -> Option<usize> {
         match &self.index {
-            Some(index) => index
-                .find(h, |&(eh, i)| eh == h && super::eq::keys_equal(graph, self.items[i as usize], key_graph, key))
-                .map(|&(_, i)| i as usize),
+            Some(index) => index.find(h, |i| super::eq::keys_equal(graph, self.items[i], key_graph, key)),
             None => self.items.iter().position(|&k| super::eq::keys_equal(graph, k, key_graph, key)),
         }
     }
@@ -217,13 +199,11 @@ impl Set {
         let pos = self.items.len() as u32;
         self.items.push(key);
         match &mut self.index {
-            Some(index) => {
-                index.insert_unique(h, (h, pos), |e| e.0);
-            }
+            Some(index) => index.insert_unique(h, pos as usize),
             None if self.items.len() > LINEAR_MAX => {
                 let hashes = self.items[..pos as usize].iter().map(|&k| graph.hash(k).unwrap_or(0));
                 let mut index = build_index(hashes, self.items.capacity());
-                index.insert_unique(h, (h, pos), |e| e.0);
+                index.insert_unique(h, pos as usize);
                 self.index = Some(index);
             }
             None => {}

@@ -9,6 +9,7 @@
 mod collections;
 mod eq;
 mod hash;
+mod index;
 mod printable;
 pub(crate) mod pystr;
 mod repr;
