@@ -315,6 +315,26 @@ pub struct Graph<'a> {
     byte_singletons: Vec<(u8, ObjId)>,
 }
 
+/// A graph of more objects than this frees them newest first.
+const REVERSE_DROP_MIN: usize = 1 << 12;
+
+impl Drop for Graph<'_> {
+    /// Frees a big graph's objects newest first, the reverse of the order a load allocated
+    /// them in. With glibc's malloc, freeing oldest first left the next load of the same shape
+    /// in `malloc_consolidate` and `unlink_chunk` (8-15% of it): newest first, 10 loads of
+    /// records.p5 took 0.59-0.64 s instead of 0.87-0.89 s, nested.p5 0.62-0.66 s instead of
+    /// 0.94-0.99 s. A small graph keeps the usual order: newest first made list.p5 loads 5-15%
+    /// slower.
+    fn drop(&mut self) {
+        if self.objects.len() > REVERSE_DROP_MIN {
+            // In place, one at a time from the end (`pop` would move each object out first).
+            for len in (0..self.objects.len()).rev() {
+                self.objects.truncate(len);
+            }
+        }
+    }
+}
+
 impl<'a> Graph<'a> {
     /// An empty graph.
     pub fn new() -> Self {
@@ -426,10 +446,10 @@ impl<'a> Graph<'a> {
     }
 
     /// A copy that owns all its bytes (no borrow of the input left).
-    pub fn into_owned(self) -> Graph<'static> {
+    pub fn into_owned(mut self) -> Graph<'static> {
         Graph {
-            objects: self.objects.into_iter().map(Object::into_owned).collect(),
-            byte_singletons: self.byte_singletons,
+            objects: std::mem::take(&mut self.objects).into_iter().map(Object::into_owned).collect(),
+            byte_singletons: std::mem::take(&mut self.byte_singletons),
         }
     }
 
