@@ -101,7 +101,9 @@ impl Memo {
     }
 
     /// [`Memo::put`] of an object, whose value is written straight into the table: a `Value`
-    /// read whole just after it was stored in pieces is a store-forwarding stall.
+    /// read whole just after it was stored in pieces is a store-forwarding stall. (Calling
+    /// `put` with `Value::Obj(id)` instead, the compiler merges the two calls and the stall
+    /// comes back: 46% of the loader's samples on dict.p5.)
     #[inline(always)]
     fn put_obj(&mut self, key: u64, id: ObjId, max: usize) -> Result<()> {
         if key as usize == self.dense.len() && self.sparse.is_empty() && self.len < max {
@@ -176,33 +178,26 @@ impl Interned {
     #[inline]
     fn str<'de>(&mut self, graph: &mut Graph<'de>, s: PyStr<'de>) -> Value {
         if s.as_bytes().len() <= 2 {
-            let b = s.as_bytes();
-            let (head, n) = ([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)], b.len());
-            return Value::Obj(self.short_str(graph, &head[..n], || s));
+            let key = shared_str_key(s.as_bytes());
+            return Value::Obj(self.short_str(graph, key, || s));
         }
         graph.add(Object::Str(s))
     }
 
-    /// A str of up to 2 bytes: the one shared object for a one-character str, as CPython's are.
-    /// `make` builds the str from `bytes`, straight into the graph when a new object is
-    /// needed. Returns the object's id. (A str passed in and moved, or a `Value` returned
-    /// through memory, was copied in pieces and read back whole: a store-forwarding stall.)
+    /// A str of up to 2 bytes, whose [`shared_str_key`] is `key`: the one shared object for a
+    /// one-character str, as CPython's are. `make` builds the str, straight into the graph when
+    /// a new object is needed. Returns the object's id. (A str passed in and moved, or a
+    /// `Value` returned through memory, was copied in pieces and read back whole: a
+    /// store-forwarding stall.)
     #[inline]
     pub(super) fn short_str<'de>(
         &mut self,
         graph: &mut Graph<'de>,
-        bytes: &[u8],
+        key: Option<u32>,
         make: impl FnOnce() -> PyStr<'de>,
     ) -> ObjId {
-        let key = match *bytes {
-            [] => u32::MAX,
-            // One byte of valid UTF-8 is ASCII.
-            [a] => a as u32,
-            // Two ASCII characters.
-            [a, _] if a < 0x80 => return graph.add_built(|| Object::Str(make())),
-            // One code point below 256 in two bytes of UTF-8 (C2 xx or C3 xx).
-            [a @ 0xC2..=0xC3, b] => ((a as u32 & 0x1F) << 6) | (b as u32 & 0x3F),
-            _ => return graph.add_built(|| Object::Str(make())),
+        let Some(key) = key else {
+            return graph.add_built(|| Object::Str(make()));
         };
         if self.strs.capacity() == 0 {
             self.strs = Vec::with_capacity(16);
@@ -215,6 +210,22 @@ impl Interned {
                 id
             }
         }
+    }
+}
+
+/// The key of CPython's shared str for the (valid, surrogatepass) UTF-8 `bytes` of a str of up
+/// to 2 bytes: its one code point below 256 (`u32::MAX` for the empty str), or `None` for a
+/// str that is not shared.
+#[inline]
+pub(super) fn shared_str_key(bytes: &[u8]) -> Option<u32> {
+    match *bytes {
+        [] => Some(u32::MAX),
+        // One byte of valid UTF-8 is ASCII.
+        [a] => Some(a as u32),
+        // One code point below 256 in two bytes of UTF-8 (C2 xx or C3 xx).
+        [a @ 0xC2..=0xC3, b] => Some(((a as u32 & 0x1F) << 6) | (b as u32 & 0x3F)),
+        // Two ASCII characters, or a code point from 256 up.
+        _ => None,
     }
 }
 

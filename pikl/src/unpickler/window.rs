@@ -228,7 +228,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             graph.add_built(|| Object::Str(s()))
                         } else {
                             // Only strs of up to 2 bytes can be CPython's shared ones.
-                            interned.short_str(graph, &data[start..start + n], s)
+                            interned.short_str(graph, super::shared_str_key(&data[start..start + n]), s)
                         };
                         stack.push(Value::Obj(id));
                         head + n
