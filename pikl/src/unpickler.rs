@@ -388,6 +388,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             module_strs: Vec::new(),
         });
         let mut graph = Graph::new();
+        graph.adopt_pool();
         if len > 0 {
             graph.reserve(arena_hint(len));
             reserve_memo(&mut spare.memo, memo_hint(len));
@@ -648,6 +649,20 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         };
         self.fence = self.marks.last().copied().unwrap_or(0);
         Ok(start)
+    }
+
+    /// The stack's items from `start` on, taken off it into a buffer of their own.
+    fn take_items(&mut self, start: usize) -> Vec<Value> {
+        let items = self.graph.values_from(&self.stack[start..]);
+        self.stack.truncate(start);
+        items
+    }
+
+    /// Adds a container holding a buffer of [`Unpickler::take_items`].
+    fn add_container(&mut self, obj: Object<'de>) -> Value {
+        let id = self.graph.add_built(|| obj);
+        self.graph.note_owner(id);
+        Value::Obj(id)
     }
 
     fn add(&mut self, obj: Object<'de>) -> Value {
@@ -1065,8 +1080,10 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             return Ok(());
         }
+        if self.graph.list_extend(id, items) {
+            return Ok(());
+        }
         match self.graph.get_mut(id) {
-            Object::List(list) => crate::value::extend_big(list, items),
             Object::Instance(inst) => inst.list_items.extend_from_slice(items),
             other => return Err(bad(format!("'{}' object has no attribute 'append'", other.type_name()))),
         }
@@ -1457,8 +1474,8 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             }
             Tuple => {
                 let start = self.pop_mark()?;
-                let items = self.stack.split_off(start);
-                let v = self.add(Object::Tuple(items));
+                let items = self.take_items(start);
+                let v = self.add_container(Object::Tuple(items));
                 self.push(v);
             }
             Tuple1 | Tuple2 | Tuple3 => {
@@ -1466,14 +1483,14 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 if self.stack.len() < self.fence + n {
                     return Err(underflow_msg(!self.marks.is_empty()));
                 }
-                let items = self.stack.split_off(self.stack.len() - n);
-                let v = self.add(Object::Tuple(items));
+                let items = self.take_items(self.stack.len() - n);
+                let v = self.add_container(Object::Tuple(items));
                 self.push(v);
             }
             List => {
                 let start = self.pop_mark()?;
-                let items = self.stack.split_off(start);
-                let v = self.add(Object::List(items));
+                let items = self.take_items(start);
+                let v = self.add_container(Object::List(items));
                 self.push(v);
             }
             Append => {

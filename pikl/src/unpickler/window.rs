@@ -97,15 +97,26 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         stack.push(Value::Int(u16::from_le_bytes(x) as i64));
                         3
                     }
+                    // Runs of these stay in their arm's loop too, as BININT1's do.
                     op::BININT => {
                         let Some(x) = arg::<4>(data, i) else { break };
                         stack.push(Value::Int(i32::from_le_bytes(x) as i64));
-                        5
+                        let mut j = i + 5;
+                        while let (Some(&op::BININT), Some(x)) = (data.get(j), arg::<4>(data, j)) {
+                            stack.push(Value::Int(i32::from_le_bytes(x) as i64));
+                            j += 5;
+                        }
+                        j - i
                     }
                     op::BINFLOAT => {
                         let Some(x) = arg::<8>(data, i) else { break };
                         stack.push(Value::Float(f64::from_be_bytes(x)));
-                        9
+                        let mut j = i + 9;
+                        while let (Some(&op::BINFLOAT), Some(x)) = (data.get(j), arg::<8>(data, j)) {
+                            stack.push(Value::Float(f64::from_be_bytes(x)));
+                            j += 9;
+                        }
+                        j - i
                     }
                     op::NONE => {
                         stack.push(Value::None);
@@ -259,8 +270,10 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         if stack.len() < *fence + n || graph.len() >= max_objects {
                             break;
                         }
-                        let items = stack.split_off(stack.len() - n);
+                        let items = graph.values_from(&stack[stack.len() - n..]);
+                        stack.truncate(stack.len() - n);
                         let id = graph.add_built(|| Object::Tuple(items));
+                        graph.note_owner(id);
                         stack.push(Value::Obj(id));
                         1
                     }
@@ -273,22 +286,23 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         }
                         let Value::Obj(id) = stack[start - 1] else { break };
                         let items = &stack[start..];
-                        match graph.get_mut(id) {
-                            Object::List(list) if b == op::APPENDS => crate::value::extend_big(list, items),
-                            Object::Dict(_) if b == op::SETITEMS && items.len() % 2 == 0 => {
-                                // An unhashable key stops the fill; `step` repeats it (setting
-                                // the same items again) and reports the error.
-                                if graph.dict_set_pairs(id, items, key_shape).is_err() {
-                                    break;
-                                }
+                        let done = match b {
+                            op::APPENDS => graph.list_extend(id, items),
+                            // An unhashable key stops the fill; `step` repeats it (setting the
+                            // same items again) and reports the error.
+                            op::SETITEMS => {
+                                items.len() % 2 == 0
+                                    && matches!(graph.get(id), Object::Dict(_))
+                                    && graph.dict_set_pairs(id, items, key_shape).is_ok()
                             }
-                            Object::Set(_) if b == op::ADDITEMS => {
-                                // As for SETITEMS: adding the same items again is harmless.
-                                if graph.set_add_all(id, items.iter().copied()).is_err() {
-                                    break;
-                                }
+                            // As for SETITEMS: adding the same items again is harmless.
+                            _ => {
+                                matches!(graph.get(id), Object::Set(_))
+                                    && graph.set_add_all(id, items.iter().copied()).is_ok()
                             }
-                            _ => break,
+                        };
+                        if !done {
+                            break;
                         }
                         stack.truncate(start);
                         marks.pop();

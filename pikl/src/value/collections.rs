@@ -84,6 +84,22 @@ impl Dict {
         self.entries[i].0 = key;
     }
 
+    /// The entries' buffer, emptied of them, leaving the dict empty (for the pool).
+    pub(crate) fn take_entries(&mut self) -> Vec<(Value, Value)> {
+        self.index = None;
+        std::mem::take(&mut self.entries)
+    }
+
+    /// True while the dict has no entry buffer.
+    pub(crate) fn unallocated(&self) -> bool {
+        self.entries.capacity() == 0
+    }
+
+    /// The entries' buffer, for an unallocated dict to take one of the pool's.
+    pub(crate) fn entries_buffer(&mut self) -> &mut Vec<(Value, Value)> {
+        &mut self.entries
+    }
+
     pub(crate) fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
         reserve_index(&mut self.index, self.entries.len(), n);
@@ -187,6 +203,22 @@ impl Set {
         graph.hash(key).is_ok_and(|h| self.find(graph, graph, h, key).is_some())
     }
 
+    /// The items' buffer, emptied of them, leaving the set empty (for the pool).
+    pub(crate) fn take_items(&mut self) -> Vec<Value> {
+        self.index = None;
+        std::mem::take(&mut self.items)
+    }
+
+    /// True while the set has no item buffer.
+    pub(crate) fn unallocated(&self) -> bool {
+        self.items.capacity() == 0
+    }
+
+    /// The items' buffer, for an unallocated set to take one of the pool's.
+    pub(crate) fn items_buffer(&mut self) -> &mut Vec<Value> {
+        &mut self.items
+    }
+
     pub(crate) fn reserve(&mut self, n: usize) {
         self.items.reserve(n);
         reserve_index(&mut self.index, self.items.len(), n);
@@ -281,11 +313,7 @@ impl Graph<'_> {
         if pairs.len() == 2 {
             // SETITEM: a dict grown one item at a time has no shape worth remembering, and
             // starts with room for 8 entries (as CPython's does) rather than regrowing at 4.
-            if let super::Object::Dict(d) = self.get_mut(dict) {
-                if d.is_empty() {
-                    d.reserve(8);
-                }
-            }
+            self.dict_buffer(dict, 8);
             return self.dict_set_slice(dict, &pairs[..2]);
         }
         let was_empty = match self.get(dict) {
@@ -297,6 +325,7 @@ impl Graph<'_> {
                 // Hashed once, when the shape first repeats.
                 shape.hashes.extend(shape.keys.iter().map(|&k| self.hash(k).unwrap_or(0)));
             }
+            self.dict_buffer(dict, pairs.len() / 2);
             if let super::Object::Dict(d) = self.get_mut(dict) {
                 d.fill_distinct(pairs, &shape.hashes);
             }

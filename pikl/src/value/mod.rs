@@ -10,6 +10,7 @@ mod collections;
 mod eq;
 mod hash;
 mod index;
+pub(crate) mod pool;
 mod printable;
 pub(crate) mod pystr;
 mod repr;
@@ -313,24 +314,48 @@ pub struct Graph<'a> {
     objects: Vec<Object<'a>>,
     /// CPython's one-byte bytes singletons, by byte.
     byte_singletons: Vec<(u8, ObjId)>,
+    /// The thread's free buffers, while a load fills this graph (see [`pool`]).
+    pool: pool::PoolSlot,
 }
 
 /// A graph of more objects than this frees them newest first.
-const REVERSE_DROP_MIN: usize = 1 << 12;
+pub(crate) const REVERSE_DROP_MIN: usize = 1 << 12;
 
 impl Drop for Graph<'_> {
-    /// Frees a big graph's objects newest first, the reverse of the order a load allocated
-    /// them in. With glibc's malloc, freeing oldest first left the next load of the same shape
-    /// in `malloc_consolidate` and `unlink_chunk` (8-15% of it): newest first, 10 loads of
-    /// records.p5 took 0.59-0.64 s instead of 0.87-0.89 s, nested.p5 0.62-0.66 s instead of
-    /// 0.94-0.99 s. A small graph keeps the usual order: newest first made list.p5 loads 5-15%
-    /// slower.
+    /// A graph a load filled hands its small container buffers, and its arena when small, to
+    /// the thread's [`pool`] for the next load. A big graph frees its objects newest first, the
+    /// reverse of the order a load allocated them in: with glibc's malloc, freeing oldest first
+    /// left the next load of the same shape in `malloc_consolidate` and `unlink_chunk` (8-15%
+    /// of it): newest first, 10 loads of records.p5 took 0.59-0.64 s instead of 0.87-0.89 s,
+    /// nested.p5 0.62-0.66 s instead of 0.94-0.99 s. (Newest first made list.p5 loads 5-15%
+    /// slower.)
     fn drop(&mut self) {
-        if self.objects.len() > REVERSE_DROP_MIN {
+        let mut pool = self.pool.0.take();
+        let small = self.objects.len() <= REVERSE_DROP_MIN;
+        if let (Some(pool), true) = (&mut pool, small) {
+            // Only the containers the load gave buffers to: looking at every object here as
+            // well as in the drop cost more than the pool saved on dict.p5.
+            let owners = std::mem::take(&mut pool.owners);
+            for &id in &owners {
+                match self.objects.get_mut(id.index()) {
+                    Some(Object::List(v) | Object::Tuple(v)) => pool.put_values(std::mem::take(v)),
+                    Some(Object::Dict(d)) => pool.put_pairs(d.take_entries()),
+                    Some(Object::Set(s) | Object::FrozenSet(s)) => pool.put_values(s.take_items()),
+                    _ => {}
+                }
+            }
+            pool.owners = owners;
+            pool.owners.clear();
+        }
+        if !small {
             // In place, one at a time from the end (`pop` would move each object out first).
             for len in (0..self.objects.len()).rev() {
                 self.objects.truncate(len);
             }
+        }
+        if let Some(mut pool) = pool {
+            pool.owners.clear();
+            pool::give(pool);
         }
     }
 }
@@ -338,7 +363,76 @@ impl Drop for Graph<'_> {
 impl<'a> Graph<'a> {
     /// An empty graph.
     pub fn new() -> Self {
-        Graph { objects: Vec::new(), byte_singletons: Vec::new() }
+        Graph { objects: Vec::new(), byte_singletons: Vec::new(), pool: Default::default() }
+    }
+
+    /// Takes the thread's free buffers for the load about to fill this graph.
+    #[inline]
+    pub(crate) fn adopt_pool(&mut self) {
+        self.pool.0 = pool::take();
+    }
+
+    /// Appends `items` to the list `id` (an unallocated list takes a buffer of the pool's);
+    /// false, and nothing done, when `id` is not a list.
+    #[inline]
+    pub(crate) fn list_extend(&mut self, id: ObjId, items: &[Value]) -> bool {
+        let Object::List(list) = &mut self.objects[id.index()] else { return false };
+        let fresh = list.capacity() == 0;
+        if let (true, Some(pool)) = (fresh, &mut self.pool.0) {
+            pool.take_values(items.len(), list);
+        }
+        extend_big(list, items);
+        if fresh {
+            self.note_owner(id);
+        }
+        true
+    }
+
+    /// Notes that the container `id` holds a buffer for the pool to take back. A graph with
+    /// more containers than a small graph has objects hands the pool back to the thread
+    /// there and then: its drop would not take their buffers back.
+    #[inline]
+    pub(crate) fn note_owner(&mut self, id: ObjId) {
+        if let Some(pool) = &mut self.pool.0 {
+            if !pool.note_owner(id) {
+                self.release_pool();
+            }
+        }
+    }
+
+    /// Hands the pool back to the thread before the graph is dropped.
+    #[cold]
+    fn release_pool(&mut self) {
+        if let Some(mut pool) = self.pool.0.take() {
+            pool.owners.clear();
+            pool::give(pool);
+        }
+    }
+
+    /// Gives the dict `dict`, if unallocated, a free buffer of the pool's for `n` entries.
+    #[inline]
+    pub(crate) fn dict_buffer(&mut self, dict: ObjId, n: usize) {
+        if let (Some(pool), Some(Object::Dict(d))) = (&mut self.pool.0, self.objects.get_mut(dict.index())) {
+            if d.unallocated() {
+                pool.take_pairs(n, d.entries_buffer());
+                self.note_owner(dict);
+            }
+        }
+    }
+
+    /// Items `stack[start..]` in a buffer of their own (one of the pool's if free), for a
+    /// tuple or list about to be added.
+    #[inline]
+    pub(crate) fn values_from(&mut self, stack: &[Value]) -> Vec<Value> {
+        let mut items = Vec::new();
+        if let Some(pool) = &mut self.pool.0 {
+            pool.take_values(stack.len(), &mut items);
+        }
+        if items.capacity() == 0 {
+            items.reserve_exact(stack.len());
+        }
+        items.extend_from_slice(stack);
+        items
     }
 
     /// CPython's shared one-byte bytes object for `b` (as `_codecs.encode` returns it).
@@ -450,6 +544,7 @@ impl<'a> Graph<'a> {
         Graph {
             objects: std::mem::take(&mut self.objects).into_iter().map(Object::into_owned).collect(),
             byte_singletons: std::mem::take(&mut self.byte_singletons),
+            pool: std::mem::take(&mut self.pool),
         }
     }
 
@@ -539,6 +634,10 @@ impl<'a> Graph<'a> {
             other => panic!("dict_set_slice on a {}", other.type_name()),
         };
         let mut res = Ok(());
+        if let (true, Some(pool)) = (d.unallocated(), &mut self.pool.0) {
+            pool.take_pairs(pairs.len() / 2, d.entries_buffer());
+            self.note_owner(dict);
+        }
         d.reserve(pairs.len() / 2);
         let mut i = 0;
         while i + 1 < pairs.len() {
@@ -597,6 +696,10 @@ impl<'a> Graph<'a> {
         };
         let mut res = Ok(());
         let items = items.into_iter();
+        if let (true, Some(pool)) = (s.unallocated(), &mut self.pool.0) {
+            pool.take_values(items.size_hint().0, s.items_buffer());
+            self.note_owner(set);
+        }
         s.reserve(items.size_hint().0);
         for item in items {
             match self.hash(item) {
