@@ -187,28 +187,30 @@ impl<W: Write> FrameWriter<W> {
     ///
     /// `enc` gets the scratch array as its own `&mut` (nothing else points into it), so it keeps
     /// its position in a register; chunks are copied to the buffer.
+    ///
+    /// `MAX` is a constant so that dividing by it is a multiplication: a `div` instruction
+    /// was 19% of dumping list.p5.
     #[inline]
-    pub(crate) fn write_run<T: Copy>(
+    pub(crate) fn write_run<const MAX: usize, T: Copy>(
         &mut self,
         items: &[T],
-        max: usize,
         enc: impl Fn(&[T], &mut Scratch) -> (usize, usize),
     ) -> Result<usize> {
         SCRATCH_BUF.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.write_run_in(items, max, &enc, &mut scratch),
+            Ok(mut scratch) => self.write_run_in::<MAX, T>(items, &enc, &mut scratch),
             // Only an encoder calling `write_run` could get here; ours do not.
-            Err(_) => self.write_run_in(items, max, &enc, &mut [0; SCRATCH + RUN_WINDOW]),
+            Err(_) => self.write_run_in::<MAX, T>(items, &enc, &mut [0; SCRATCH + RUN_WINDOW]),
         })
     }
 
     #[inline(always)]
-    fn write_run_in<T: Copy>(
+    fn write_run_in<const MAX: usize, T: Copy>(
         &mut self,
         items: &[T],
-        max: usize,
         enc: &impl Fn(&[T], &mut Scratch) -> (usize, usize),
         scratch: &mut Scratch,
     ) -> Result<usize> {
+        let max = MAX;
         let mut done = 0;
         loop {
             self.boundary()?;

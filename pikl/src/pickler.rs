@@ -500,7 +500,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                                 }
                                 continue;
                             }
-                            let n = self.out.write_run(rest, 10, encode_values)?;
+                            let n = self.out.write_run::<10, _>(rest, encode_values)?;
                             rest = &rest[n..];
                             if n > 0 {
                                 continue;
@@ -530,7 +530,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                         if fast {
                             let (k, v) = (*k, *v);
                             if !matches!(k, Value::Obj(_)) && !matches!(v, Value::Obj(_)) {
-                                let n = self.out.write_run(rest, 20, encode_pairs)?;
+                                let n = self.out.write_run::<20, _>(rest, encode_pairs)?;
                                 rest = &rest[n..];
                                 if n > 0 {
                                     continue;
@@ -1011,7 +1011,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 // object follows them.
                 if (2..=BATCH).contains(&items.len()) && !matches!(items[0], Value::Obj(_)) {
                     self.out.write_byte(Op::Mark as u8);
-                    let n = self.out.write_run(items, 10, encode_values)?;
+                    let n = self.out.write_run::<10, _>(items, encode_values)?;
                     if n == items.len() {
                         self.out.write_byte(Op::Appends as u8);
                         return Ok(false);
@@ -1043,7 +1043,7 @@ impl<'h, W: Write> Pickler<'h, W> {
                 if (2..BATCH).contains(&e.len()) && !matches!(e[0].0, Value::Obj(_)) && !matches!(e[0].1, Value::Obj(_))
                 {
                     self.out.write_byte(Op::Mark as u8);
-                    let n = self.out.write_run(e, 20, encode_pairs)?;
+                    let n = self.out.write_run::<20, _>(e, encode_pairs)?;
                     if n == e.len() {
                         self.out.write_byte(Op::SetItems as u8);
                         return Ok(false);
@@ -1072,8 +1072,11 @@ impl<'h, W: Write> Pickler<'h, W> {
                 }
                 // Leading scalars here; if they are all, the tuple ends here too (scalars cannot
                 // have memoized it).
-                let done =
-                    if matches!(items[0], Value::Obj(_)) { 0 } else { self.out.write_run(items, 10, encode_values)? };
+                let done = if matches!(items[0], Value::Obj(_)) {
+                    0
+                } else {
+                    self.out.write_run::<10, _>(items, encode_values)?
+                };
                 if done == n {
                     self.out.write_byte(match n {
                         _ if marked => Op::Tuple as u8,
