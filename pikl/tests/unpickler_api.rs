@@ -159,8 +159,13 @@ fn limits_are_enforced_without_allocating() {
     // A memo limit.
     let opts = UnpicklerOptions { max_memo_len: 1, ..Default::default() };
     let two_puts = b"\x80\x02K\x01q\x00K\x02q\x01\x86.";
-    let err = Unpickler::from_slice(two_puts).with_options(opts).load().unwrap_err();
+    let err = Unpickler::from_slice(two_puts).with_options(opts.clone()).load().unwrap_err();
     assert!(err.to_string().contains("memo"), "{err}");
+    // The same with MEMOIZE right after a str and a list, which the loader runs with them.
+    let two_memoizes = b"\x80\x04\x8c\x01a\x94]\x94\x86.";
+    let err = Unpickler::from_slice(two_memoizes).with_options(opts).load().unwrap_err();
+    assert!(err.to_string().contains("memo"), "{err}");
+    assert_eq!(err.offset(), Some(7), "at the second MEMOIZE: {err}");
     // A depth limit on open MARKs.
     let marks = vec![b'('; 2000];
     let opts = UnpicklerOptions { max_depth: 1000, ..Default::default() };

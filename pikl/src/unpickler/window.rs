@@ -6,10 +6,10 @@
 //! key, a limit reached, invalid UTF-8) stop the run before it is consumed: `step` then reads it
 //! through the reader, which refills or reports the error at the right offset.
 
-use super::{decode_long, Unpickler};
+use super::{decode_long, Memo, Unpickler};
 use crate::read::{Bytes, Read};
 use crate::text::{self, ParsedInt};
-use crate::value::{pystr, Object, PyStr, Value};
+use crate::value::{pystr, ObjId, Object, PyStr, Value};
 
 /// Opcode bytes run here.
 mod op {
@@ -61,6 +61,30 @@ fn short_line(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
 #[inline(always)]
 fn arg<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
     data.get(at + 1..at + 1 + N).map(|b| b.try_into().expect("N bytes"))
+}
+
+/// Runs the MEMOIZE, BINPUT or LONG_BINPUT at `at`, if one is there, of the object `id` an
+/// opcode just pushed; returns its length, or 0 to leave it to the loop (none there, or the
+/// memo full). Pickles memoize most objects right after making them: run here, the memo
+/// opcode skips the dispatch's indirect jump.
+#[inline(always)]
+fn memoize_next(data: &[u8], at: usize, memo: &mut Memo, id: ObjId, max: usize) -> usize {
+    let (key, len) = match data.get(at) {
+        Some(&op::MEMOIZE) => (memo.len as u64, 1),
+        Some(&op::BINPUT) => match data.get(at + 1) {
+            Some(&k) => (k as u64, 2),
+            None => return 0,
+        },
+        Some(&op::LONG_BINPUT) => match arg::<4>(data, at) {
+            Some(k) => (u32::from_le_bytes(k) as u64, 5),
+            None => return 0,
+        },
+        _ => return 0,
+    };
+    if memo.put_obj(key, id, max).is_err() {
+        return 0;
+    }
+    len
 }
 
 impl<'de, R: Read<'de>> Unpickler<'de, R> {
@@ -211,7 +235,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             _ => Object::Set(Default::default()),
                         });
                         stack.push(Value::Obj(id));
-                        1
+                        1 + memoize_next(data, i + 1, memo, id, opts.max_memo_len)
                     }
                     op::SHORT_BINUNICODE | op::BINUNICODE => {
                         let (n, head) = if b == op::SHORT_BINUNICODE {
@@ -242,7 +266,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             interned.short_str(graph, super::shared_str_key(&data[start..start + n]), s)
                         };
                         stack.push(Value::Obj(id));
-                        head + n
+                        head + n + memoize_next(data, start + n, memo, id, opts.max_memo_len)
                     }
                     op::LONG1 => {
                         let Some([n]) = arg::<1>(data, i) else { break };
