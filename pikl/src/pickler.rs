@@ -1810,6 +1810,13 @@ impl<'h, W: Write> Pickler<'h, W> {
         } else {
             ("object", TupleItem::Value(Value::None))
         };
+        if let TupleItem::Dict(items) = &state {
+            // `base(obj)` is a real dict: a key the loader kept on an instance without hashing
+            // it (SETITEM on a class it does not know) cannot go in one.
+            for &(k, _) in items.iter() {
+                g.hash(k)?;
+            }
+        }
         self.push_tuple_of(tasks, vec![TupleItem::Value(plan.cls), TupleItem::Global("builtins", base), state]);
         tasks.push(Task::Global("copyreg", "_reconstructor"));
         Ok(())
@@ -1946,6 +1953,11 @@ fn default_reduce<'g>(g: &'g Graph, inst: &'g Instance, args: &'g [Value], below
         return None;
     }
     let (cls, state) = (args[0], args[2]);
+    // Only a class by name goes to NEWOBJ, which loads nothing else (CPython raises at load
+    // time too); any other callable keeps the REDUCE it came as.
+    if !below_2 {
+        g.view(cls).as_global()?;
+    }
     let mut plan = DefaultReduce { cls, newargs: NewArgs::Items(&[]), base: None, list: &[], dict: &[] };
     match (base.name.as_str(), g.object(state)) {
         ("object", None) if state == Value::None => {}

@@ -345,3 +345,45 @@ fn module_name_strs_keep_their_sharing() {
     let out = pikl::dumps(&g, v, Some(4)).expect("dumps");
     assert_eq!(count(&out, b"\x8c\x05array\x94"), 2, "module 'array' once, the name 'array' once");
 }
+
+/// SETITEM on an instance of a class pikl does not know keeps its key unhashed; below protocol
+/// 2 such an instance is written as `copyreg._reconstructor(cls, dict, dict(items))`, which an
+/// unhashable key cannot go in: a pickling error, not a pickle that fails to load (found by the
+/// `roundtrip` fuzz target).
+#[test]
+fn instance_items_with_an_unhashable_key_do_not_pickle_below_protocol_2() {
+    // [Plain() with state {'name': 'name'}, Plain() with {}: <the first> set on it, state 6]
+    let data = b"\x80\x02]q\x00(cpis_c\nPlain\nq\x01)\x81q\x02}q\x03X\x04\x00\x00\x00nameq\x04h\x04sbh\x01)\x81q\x05}q\x04h\x02sK\x06be.";
+    let loaded = pikl::loads(data).expect("loads");
+    for p in [0, 1] {
+        let err = pikl::dumps(&loaded.graph, loaded.root, Some(p)).unwrap_err();
+        assert!(err.is_pickling(), "protocol {p}: {err}");
+        assert!(err.to_string().contains("unhashable type: 'dict'"), "protocol {p}: {err}");
+    }
+    for p in 2..=5 {
+        let bytes = pikl::dumps(&loaded.graph, loaded.root, Some(p)).expect("dumps");
+        let back = pikl::loads(&bytes).expect("loads its own output");
+        assert_eq!(back.to_string(), loaded.to_string(), "protocol {p}");
+    }
+}
+
+/// `copyreg._reconstructor` called on something that is not a class (a list here: a pickle
+/// CPython itself could not load) is written as the REDUCE it came as, never as a NEWOBJ that
+/// no loader takes (found by the `roundtrip` fuzz target).
+#[test]
+fn reconstructor_of_a_non_class_is_not_written_as_newobj() {
+    let data = b"(lp0\x0accopy_reg\x0a_reconstructor\x0ap1\x0a(cpikl_cs_classes\x0aPlamn\x0ap2\x0ac__builtin__\x0aobject\x0ap3\x0aNtp4\x0aRp5\x0a(dp6\x0aVEEEEEEEEEEEEEEEEEEEEEEnot a\xff\xff\xff~\x16\x09\xa5\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00w\x0cier\x0ap7\x0ag7\x0asbag1\x0a(g0\x0ag3\x0aNtp8\x0aRp9\x0a(dp1 \x0ag7\x0aI2\x0asba.";
+    let loaded = pikl::loads(data).expect("loads");
+    for p in 0..=5 {
+        match pikl::dumps(&loaded.graph, loaded.root, Some(p)) {
+            Ok(bytes) => {
+                let back = pikl::loads(&bytes).unwrap_or_else(|e| panic!("protocol {p}: own output: {e}"));
+                assert_eq!(back.to_string(), loaded.to_string(), "protocol {p}");
+            }
+            Err(e) => assert!(e.is_pickling(), "protocol {p}: {e}"),
+        }
+    }
+    for p in [0, 1] {
+        assert!(pikl::dumps(&loaded.graph, loaded.root, Some(p)).is_ok(), "protocol {p} writes it");
+    }
+}
