@@ -8,11 +8,12 @@
 In-process timings are CPU time of the process (user + system: time.process_time here,
 CLOCK_PROCESS_CPUTIME_ID in bench_once), so other jobs sharing the cores do not inflate them. Each
 is the best of N repeats (default 15 for the small files, each repeat looping until it takes
->= 0.05 s; 3 repeats of one call for the large files). The small files are measured in two
-passes, before and after the large ones, and each cell keeps the better of the two: this shared
+>= 0.05 s; 3 repeats of one call for the large files). Every file is measured in two passes,
+the second after the whole-process runs, and each cell keeps the better of the two: this shared
 machine drifts over minutes (dict.p5 through pikl read 1.70 us at the start of one run and
-1.37-1.45 us in the same binary minutes later), and one disturbed stretch would otherwise decide
-a whole row. Both passes measure CPython and pikl alike.
+1.37-1.45 us in the same binary minutes later; records.p2 80.0 ms, then 51.9 ms), and one
+disturbed stretch would otherwise decide a whole row. Both passes measure CPython and pikl
+alike.
   CPython  pickle.loads(data) / pickle.dumps(obj, P), in this interpreter (C accelerator
            `_pickle`), timeit's default of the cyclic GC off while timing
   pikl     pikl::loads(&data) (strs and bytes borrow from the input) / pikl::dumps(graph, root, P),
@@ -382,10 +383,9 @@ def main():
     flist = files(args.data, args.case)
     inproc = run_inprocess(args, flist)
     proc = [] if args.no_process else run_process(args, flist)
-    small = [f for f in flist if not f[2]]
-    if small and not args.quick:
-        sys.stderr.write("-- small files again (each cell keeps the better of the two passes)\n")
-        merge_best(inproc, run_inprocess(args, small))
+    if not args.quick:
+        sys.stderr.write("-- every file again (each cell keeps the better of the two passes)\n")
+        merge_best(inproc, run_inprocess(args, flist))
     crit = read_criterion(args.criterion)
     md = markdown(inproc, proc, crit)
     if args.json:
