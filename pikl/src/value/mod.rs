@@ -322,8 +322,8 @@ pub struct Graph<'a> {
 pub(crate) const REVERSE_DROP_MIN: usize = 1 << 12;
 
 impl Drop for Graph<'_> {
-    /// A graph a load filled hands its small container buffers, and its arena when small, to
-    /// the thread's [`pool`] for the next load. A big graph frees its objects newest first, the
+    /// A small graph that a load filled hands its small container buffers to the thread's
+    /// [`pool`] for the next load. A big graph frees its objects newest first, the
     /// reverse of the order a load allocated them in: with glibc's malloc, freeing oldest first
     /// left the next load of the same shape in `malloc_consolidate` and `unlink_chunk` (8-15%
     /// of it): newest first, 10 loads of records.p5 took 0.59-0.64 s instead of 0.87-0.89 s,
@@ -344,8 +344,8 @@ impl Drop for Graph<'_> {
                     _ => {}
                 }
             }
+            // The list's allocation is kept for the next graph's notes.
             pool.owners = owners;
-            pool.owners.clear();
         }
         if !small {
             // In place, one at a time from the end (`pop` would move each object out first).
