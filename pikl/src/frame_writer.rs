@@ -179,7 +179,7 @@ impl<W: Write> FrameWriter<W> {
 
     /// Writes the leading items of `items` that `enc` encodes, each as if saved alone (a
     /// boundary before each), and returns how many it wrote. `enc` encodes a prefix of the
-    /// items it is given, each in at most `max` bytes, into a [`Scratch`] (from its start; it
+    /// items it is given, each in at most `MAX` bytes, into a [`Scratch`] (from its start; it
     /// may scribble up to [`RUN_WINDOW`] bytes past what it reports), and returns how many items
     /// and bytes. Given fewer items than it may, it encodes all of them unless it meets one it
     /// does not take; `write_run` stops there, or early near a frame's end: the caller saves
@@ -210,7 +210,6 @@ impl<W: Write> FrameWriter<W> {
         enc: &impl Fn(&[T], &mut Scratch) -> (usize, usize),
         scratch: &mut Scratch,
     ) -> Result<usize> {
-        let max = MAX;
         let mut done = 0;
         loop {
             self.boundary()?;
@@ -218,7 +217,7 @@ impl<W: Write> FrameWriter<W> {
                 self.open_frame();
             }
             // No boundary falls inside the next `k` items: each starts below `limit`.
-            let k = (self.limit.saturating_sub(self.buf.len()) / max).min(items.len() - done).min(SCRATCH / max);
+            let k = (self.limit.saturating_sub(self.buf.len()) / MAX).min(items.len() - done).min(SCRATCH / MAX);
             if k == 0 {
                 return Ok(done);
             }

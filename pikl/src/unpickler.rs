@@ -658,13 +658,6 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         items
     }
 
-    /// Adds a container holding a buffer of [`Unpickler::take_items`].
-    fn add_container(&mut self, obj: Object<'de>) -> Value {
-        let id = self.graph.add_built(|| obj);
-        self.graph.note_owner(id);
-        Value::Obj(id)
-    }
-
     fn add(&mut self, obj: Object<'de>) -> Value {
         self.graph.add(obj)
     }
@@ -1475,7 +1468,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             Tuple => {
                 let start = self.pop_mark()?;
                 let items = self.take_items(start);
-                let v = self.add_container(Object::Tuple(items));
+                let v = Value::Obj(self.graph.add_container(|| Object::Tuple(items)));
                 self.push(v);
             }
             Tuple1 | Tuple2 | Tuple3 => {
@@ -1484,13 +1477,13 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     return Err(underflow_msg(!self.marks.is_empty()));
                 }
                 let items = self.take_items(self.stack.len() - n);
-                let v = self.add_container(Object::Tuple(items));
+                let v = Value::Obj(self.graph.add_container(|| Object::Tuple(items)));
                 self.push(v);
             }
             List => {
                 let start = self.pop_mark()?;
                 let items = self.take_items(start);
-                let v = self.add_container(Object::List(items));
+                let v = Value::Obj(self.graph.add_container(|| Object::List(items)));
                 self.push(v);
             }
             Append => {

@@ -63,28 +63,50 @@ fn arg<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
     data.get(at + 1..at + 1 + N).map(|b| b.try_into().expect("N bytes"))
 }
 
+/// The memo key and length of the MEMOIZE, BINPUT or LONG_BINPUT at `at` (`memo_len` is the
+/// key MEMOIZE takes); `None` for another opcode or one cut short.
+#[inline(always)]
+fn binary_put(data: &[u8], at: usize, memo_len: usize) -> Option<(u64, usize)> {
+    match *data.get(at)? {
+        op::MEMOIZE => Some((memo_len as u64, 1)),
+        op::BINPUT => Some((arg::<1>(data, at)?[0] as u64, 2)),
+        op::LONG_BINPUT => Some((u32::from_le_bytes(arg::<4>(data, at)?) as u64, 5)),
+        _ => None,
+    }
+}
+
 /// Runs the MEMOIZE, BINPUT or LONG_BINPUT at `at`, if one is there, of the object `id` an
 /// opcode just pushed; returns its length, or 0 to leave it to the loop (none there, or the
 /// memo full). Pickles memoize most objects right after making them: run here, the memo
 /// opcode skips the dispatch's indirect jump.
 #[inline(always)]
 fn memoize_next(data: &[u8], at: usize, memo: &mut Memo, id: ObjId, max: usize) -> usize {
-    let (key, len) = match data.get(at) {
-        Some(&op::MEMOIZE) => (memo.len as u64, 1),
-        Some(&op::BINPUT) => match data.get(at + 1) {
-            Some(&k) => (k as u64, 2),
-            None => return 0,
-        },
-        Some(&op::LONG_BINPUT) => match arg::<4>(data, at) {
-            Some(k) => (u32::from_le_bytes(k) as u64, 5),
-            None => return 0,
-        },
-        _ => return 0,
-    };
-    if memo.put_obj(key, id, max).is_err() {
-        return 0;
+    match binary_put(data, at, memo.len) {
+        Some((key, len)) if memo.put_obj(key, id, max).is_ok() => len,
+        _ => 0,
     }
-    len
+}
+
+/// Pushes the value of the `code` opcode at `at` (with an `N`-byte argument) and of the run
+/// of them that follows, and returns the run's length in bytes; `None` when the first is cut
+/// short. A run (a list of small ints, of floats) stays in this loop, off the opcode
+/// dispatch's indirect jump: list.p5 loads 24% faster.
+#[inline(always)]
+fn push_run<const N: usize>(
+    data: &[u8],
+    at: usize,
+    code: u8,
+    stack: &mut Vec<Value>,
+    value: impl Fn([u8; N]) -> Value,
+) -> Option<usize> {
+    stack.push(value(arg::<N>(data, at)?));
+    let mut end = at + 1 + N;
+    while data.get(end) == Some(&code) {
+        let Some(x) = arg::<N>(data, end) else { break };
+        stack.push(value(x));
+        end += 1 + N;
+    }
+    Some(end - at)
 }
 
 impl<'de, R: Read<'de>> Unpickler<'de, R> {
@@ -103,44 +125,30 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             // before changing anything.
             while let Some(&b) = data.get(i) {
                 i += match b {
+                    // A run of BININT1 (or BININT, or BINFLOAT) is taken whole. (Taking NONE
+                    // into the BININT1 run too made micro_dict.p5 faster but list.p5 slower.)
                     op::BININT1 => {
-                        let Some([x]) = arg::<1>(data, i) else { break };
-                        stack.push(Value::Int(x as i64));
-                        // A run of them (a list or tuple of small ints) stays in this loop, off
-                        // the opcode dispatch's indirect jump: list.p5 loads 24% faster. (Taking
-                        // NONE into the run too made micro_dict.p5 faster but list.p5 slower.)
-                        let mut j = i + 2;
-                        while let (Some(&op::BININT1), Some(&x)) = (data.get(j), data.get(j + 1)) {
-                            stack.push(Value::Int(x as i64));
-                            j += 2;
-                        }
-                        j - i
+                        let Some(len) = push_run::<1>(data, i, b, stack, |[x]| Value::Int(x as i64)) else { break };
+                        len
                     }
                     op::BININT2 => {
                         let Some(x) = arg::<2>(data, i) else { break };
                         stack.push(Value::Int(u16::from_le_bytes(x) as i64));
                         3
                     }
-                    // Runs of these stay in their arm's loop too, as BININT1's do.
                     op::BININT => {
-                        let Some(x) = arg::<4>(data, i) else { break };
-                        stack.push(Value::Int(i32::from_le_bytes(x) as i64));
-                        let mut j = i + 5;
-                        while let (Some(&op::BININT), Some(x)) = (data.get(j), arg::<4>(data, j)) {
-                            stack.push(Value::Int(i32::from_le_bytes(x) as i64));
-                            j += 5;
-                        }
-                        j - i
+                        let Some(len) = push_run::<4>(data, i, b, stack, |x| Value::Int(i32::from_le_bytes(x) as i64))
+                        else {
+                            break;
+                        };
+                        len
                     }
                     op::BINFLOAT => {
-                        let Some(x) = arg::<8>(data, i) else { break };
-                        stack.push(Value::Float(f64::from_be_bytes(x)));
-                        let mut j = i + 9;
-                        while let (Some(&op::BINFLOAT), Some(x)) = (data.get(j), arg::<8>(data, j)) {
-                            stack.push(Value::Float(f64::from_be_bytes(x)));
-                            j += 9;
-                        }
-                        j - i
+                        let Some(len) = push_run::<8>(data, i, b, stack, |x| Value::Float(f64::from_be_bytes(x)))
+                        else {
+                            break;
+                        };
+                        len
                     }
                     op::NONE => {
                         stack.push(Value::None);
@@ -193,19 +201,14 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     }
                     op::MEMOIZE | op::BINPUT | op::LONG_BINPUT | op::PUT => {
                         let (key, len) = match b {
-                            op::MEMOIZE => (memo.len as u64, 1),
                             op::PUT => {
                                 let Some((digits, len)) = short_line(data, i) else { break };
                                 let Some(k) = text::plain_decimal(digits) else { break };
                                 (k, len)
                             }
-                            op::BINPUT => {
-                                let Some([k]) = arg::<1>(data, i) else { break };
-                                (k as u64, 2)
-                            }
                             _ => {
-                                let Some(k) = arg::<4>(data, i) else { break };
-                                (u32::from_le_bytes(k) as u64, 5)
+                                let Some(put) = binary_put(data, i, memo.len) else { break };
+                                put
                             }
                         };
                         if stack.len() <= *fence {
@@ -296,8 +299,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                         }
                         let items = graph.values_from(&stack[stack.len() - n..]);
                         stack.truncate(stack.len() - n);
-                        let id = graph.add_built(|| Object::Tuple(items));
-                        graph.note_owner(id);
+                        let id = graph.add_container(|| Object::Tuple(items));
                         stack.push(Value::Obj(id));
                         1
                     }

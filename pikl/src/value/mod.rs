@@ -388,6 +388,15 @@ impl<'a> Graph<'a> {
         true
     }
 
+    /// Adds the container `build` makes around a buffer of [`Graph::values_from`], noted for
+    /// the pool to take back.
+    #[inline(always)]
+    pub(crate) fn add_container(&mut self, build: impl FnOnce() -> Object<'a>) -> ObjId {
+        let id = self.add_built(build);
+        self.note_owner(id);
+        id
+    }
+
     /// Notes that the container `id` holds a buffer for the pool to take back. A graph with
     /// more containers than a small graph has objects hands the pool back to the thread
     /// there and then: its drop would not take their buffers back.
