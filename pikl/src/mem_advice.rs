@@ -57,6 +57,26 @@ pub(crate) fn advise_vec<T>(v: &Vec<T>, old_capacity: usize) {
     }
 }
 
+/// Makes room for `additional` more bytes in `v`, doubling as `Vec::reserve` does. A buffer
+/// that grows past [`HUGE_MIN_BYTES`] moves to a new allocation advised for huge pages before
+/// anything is copied into it. (`realloc` would copy into 4 KiB pages first, or fail to move a
+/// mapping that earlier advice split in two, and copy anyway.)
+pub(crate) fn reserve_advised(v: &mut Vec<u8>, additional: usize) {
+    if v.capacity() - v.len() >= additional {
+        return;
+    }
+    let needed = v.len().saturating_add(additional);
+    let capacity = needed.max(v.capacity().saturating_mul(2));
+    if capacity < HUGE_MIN_BYTES {
+        v.reserve(additional);
+        return;
+    }
+    let mut fresh = Vec::with_capacity(capacity);
+    advise(fresh.as_ptr(), fresh.capacity());
+    fresh.extend_from_slice(v);
+    *v = fresh;
+}
+
 /// Below this many bytes a range is left to fault page by page.
 const POPULATE_MIN_BYTES: usize = 256 << 10;
 
