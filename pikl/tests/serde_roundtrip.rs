@@ -601,3 +601,51 @@ fn setitem_on_a_list_or_bytearray_assigns_by_index() {
         .unwrap_err()
         .contains("index out of range"));
 }
+
+/// Ints of every width and sign, in runs of mixed opcodes (the reader's fast paths), and
+/// LONG1 in forms CPython does not write (empty, padded to 8 bytes, 9 bytes): serde reads
+/// each as the object model does, from a slice and from a reader.
+#[test]
+fn int_runs_of_every_width_read_as_the_object_model_reads_them() {
+    let mut ints = vec![i64::MIN, i64::MAX, 0, -1];
+    for k in 0..63 {
+        let p = 1i64 << k;
+        ints.extend([p, p - 1, -p, -p - 1, p + 1]);
+    }
+    // Every width next to every other.
+    let mixed: Vec<i64> = ints.iter().rev().chain(ints.iter()).copied().collect();
+    for proto in 2..=5 {
+        let bytes = pikl::to_vec(&mixed, SerOptions::new().protocol(proto)).expect("to_vec");
+        let got: Vec<i64> = pikl::from_slice(&bytes, DeOptions::new()).expect("from_slice");
+        assert_eq!(got, mixed, "protocol {proto}");
+        let got: Vec<i64> = pikl::from_reader(&bytes[..], DeOptions::new()).expect("from_reader");
+        assert_eq!(got, mixed, "protocol {proto}, reader");
+    }
+    // EMPTY_LIST, MARK, hand-made LONG1s between BININTs, APPENDS.
+    let longs: [&[u8]; 6] = [
+        &[0x8a, 0],
+        &[0x8a, 1, 0xff],
+        &[0x8a, 8, 5, 0, 0, 0, 0, 0, 0, 0],
+        &[0x8a, 8, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0x8a, 9, 7, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[0x8a, 3, 0x00, 0x00, 0x80],
+    ];
+    let mut data = vec![0x80, 2, b']', b'('];
+    for long in longs {
+        data.extend_from_slice(long);
+        data.extend_from_slice(&[b'J', 0xfe, 0xff, 0xff, 0xff, b'K', 7]);
+    }
+    data.extend_from_slice(b"e.");
+    let want: Vec<i64> =
+        pikl::loads(&data).expect("loads").value().iter().map(|v| v.as_i64().expect("an i64")).collect();
+    let long_values: Vec<i64> = want.iter().step_by(3).copied().collect();
+    assert_eq!(long_values, [0, -1, 5, -2, 7, -(1 << 23)]);
+    let got: Vec<i64> = pikl::from_slice(&data, DeOptions::new()).expect("from_slice");
+    assert_eq!(got, want);
+    let got: Vec<i64> = pikl::from_reader(&data[..], DeOptions::new()).expect("from_reader");
+    assert_eq!(got, want);
+    // Cut anywhere, the same pickle is an error, never a panic or a short list.
+    for cut in 0..data.len() - 1 {
+        assert!(pikl::from_slice::<Vec<i64>>(&data[..cut], DeOptions::new()).is_err(), "cut at {cut}");
+    }
+}

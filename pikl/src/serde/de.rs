@@ -133,6 +133,17 @@ pub(crate) fn i64_bytes(i: i64) -> Vec<u8> {
     b[..n].to_vec()
 }
 
+/// Where the fast int opcodes keep their value: (offset after the opcode, bytes, signed), by
+/// opcode; bytes 0 for LONG1 (its length byte says), offset 0 for any other opcode.
+const INT_LAYOUT: [(u8, u32, bool); 256] = {
+    let mut t = [(0, 0, false); 256];
+    t[Opcode::BinInt1 as usize] = (1, 1, false);
+    t[Opcode::BinInt2 as usize] = (1, 2, false);
+    t[Opcode::BinInt as usize] = (1, 4, true);
+    t[Opcode::Long1 as usize] = (2, 0, true);
+    t
+};
+
 impl<'t, 'de> Node<'t, 'de> {
     #[inline(always)]
     fn tape(&self) -> &'t Tape {
@@ -194,22 +205,20 @@ impl<'t, 'de> Node<'t, 'de> {
         let off = self.v as usize;
         let w = self.input().get(off..off + 10)?;
         let word = |at: usize| u64::from_le_bytes(w[at..at + 8].try_into().expect("8 bytes"));
-        let x = word(1);
-        const BININT1: u8 = Opcode::BinInt1 as u8;
-        const BININT2: u8 = Opcode::BinInt2 as u8;
-        const BININT: u8 = Opcode::BinInt as u8;
-        const LONG1: u8 = Opcode::Long1 as u8;
-        match w[0] {
-            BININT1 => Some(x as u8 as i64),
-            BININT2 => Some(x as u16 as i64),
-            BININT => Some(x as u32 as i32 as i64),
-            LONG1 if (1..=8).contains(&w[1]) => {
-                let y = word(2);
-                let shift = 64 - 8 * w[1] as u32;
-                Some(((y << shift) as i64) >> shift)
-            }
-            _ => None,
+        // Branch-free over the opcodes (ints of mixed widths mispredicted a `match` about once
+        // an item): where the value starts, how many bytes, and whether it is signed.
+        let (start, fixed_len, signed) = INT_LAYOUT[w[0] as usize];
+        if start == 0 {
+            return None;
         }
+        let len = if fixed_len == 0 { w[1] as u32 } else { fixed_len };
+        if !(1..=8).contains(&len) {
+            return None;
+        }
+        let shift = 64 - 8 * len;
+        let raw = word(start as usize) << shift;
+        let (as_signed, as_unsigned) = ((raw as i64) >> shift, (raw >> shift) as i64);
+        Some(if signed { as_signed } else { as_unsigned })
     }
 
     #[inline]

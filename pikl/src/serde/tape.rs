@@ -33,6 +33,17 @@ pub(crate) type Item = u64;
 /// Marks an [`Item`] naming an object.
 pub(crate) const OBJ: u64 = 1 << 63;
 
+/// Sizes of the fixed-size int and float opcodes (opcode and argument), by opcode; 0 for
+/// every other opcode.
+const RUN_SIZE: [u8; 256] = {
+    let mut t = [0; 256];
+    t[Opcode::BinInt1 as usize] = 2;
+    t[Opcode::BinInt2 as usize] = 3;
+    t[Opcode::BinInt as usize] = 5;
+    t[Opcode::BinFloat as usize] = 9;
+    t
+};
+
 /// Most list items SETITEM on lists may copy in one pickle (see [`Machine::assign_items`]).
 const ASSIGN_BUDGET: usize = 1 << 22;
 
@@ -1441,20 +1452,28 @@ impl Machine<'_, '_> {
             let p = pos as u64;
             let left = lim - pos;
             match op {
-                BININT1 | BININT2 | BININT | BINFLOAT => {
-                    let n = match op {
-                        BININT1 => 2,
-                        BININT2 => 3,
-                        BININT => 5,
-                        _ => 9,
-                    };
-                    if left < n {
+                BININT1 | BININT2 | BININT | BINFLOAT | LONG1 => {
+                    // A run of ints and floats stays here: each size comes from a table rather
+                    // than from the dispatch jump, which ints of mixed widths mispredicted
+                    // about once an item.
+                    let mut q = pos;
+                    while let Some(&op) = data.get(q) {
+                        // LONG1's size in arithmetic, not a branch (its table entry is 0).
+                        let long_len = data.get(q + 1).map_or(0, |&len| 2 + len as usize);
+                        let n = RUN_SIZE[op as usize] as usize + (op == LONG1) as usize * long_len;
+                        if n == 0 || lim - q < n {
+                            break;
+                        }
+                        self.stack.push(q as u64);
+                        q += n;
+                    }
+                    if q == pos {
+                        // Cut short: `step` reports it.
                         break;
                     }
-                    self.stack.push(p);
-                    pos += n;
+                    pos = q;
                 }
-                LONG1 | SHORT_BINUNICODE | SHORT_BINBYTES => {
+                SHORT_BINUNICODE | SHORT_BINBYTES => {
                     if left < 2 || left - 2 < data[pos + 1] as usize {
                         break;
                     }
