@@ -61,10 +61,16 @@ pub(crate) fn advise_vec<T>(v: &Vec<T>, old_capacity: usize) {
 /// that grows past [`HUGE_MIN_BYTES`] moves to a new allocation advised for huge pages before
 /// anything is copied into it. (`realloc` would copy into 4 KiB pages first, or fail to move a
 /// mapping that earlier advice split in two, and copy anyway.)
+#[inline]
 pub(crate) fn reserve_advised(v: &mut Vec<u8>, additional: usize) {
-    if v.capacity() - v.len() >= additional {
-        return;
+    if v.capacity() - v.len() < additional {
+        grow_advised(v, additional);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn grow_advised(v: &mut Vec<u8>, additional: usize) {
     let needed = v.len().saturating_add(additional);
     let capacity = needed.max(v.capacity().saturating_mul(2));
     if capacity < HUGE_MIN_BYTES {
