@@ -24,7 +24,7 @@ impl<'de> Bytes<'de, '_> {
     pub fn into_cow(self) -> std::borrow::Cow<'de, [u8]> {
         match self {
             Bytes::Borrowed(b) => std::borrow::Cow::Borrowed(b),
-            Bytes::Copied(b) => std::borrow::Cow::Owned(b.to_vec()),
+            Bytes::Copied(b) => std::borrow::Cow::Owned(crate::mem_advice::copy_populated(b)),
         }
     }
 }

@@ -555,3 +555,33 @@ fn second_module_strs_are_kept_for_64_module_names() {
     let again = pikl::loads(&out).expect("the re-dump loads");
     assert!(again.value() == loaded.value(), "{again} / {loaded}");
 }
+
+/// Payloads big enough to be copied out of the reader into pre-mapped buffers (a str, a
+/// bytes and a Python 2 str of 300 KB to 1 MB) load through a `BufRead` as from a slice.
+#[test]
+fn big_payloads_load_through_a_reader_as_from_a_slice() {
+    let text: String = (0..300_000u32).map(|i| char::from_u32(0x20 + i % 0x2000).unwrap_or('?')).collect();
+    let bin: Vec<u8> = (0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut data = vec![0x80, 4, b'('];
+    data.push(0x8d); // BINUNICODE8
+    data.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    data.extend_from_slice(text.as_bytes());
+    data.push(0x8e); // BINBYTES8
+    data.extend_from_slice(&(bin.len() as u64).to_le_bytes());
+    data.extend_from_slice(&bin);
+    data.push(b'T'); // BINSTRING (Python 2), read as bytes
+    data.extend_from_slice(&(bin.len() as u32).to_le_bytes());
+    data.extend_from_slice(&bin);
+    data.extend_from_slice(b"t.");
+    let opts = UnpicklerOptions { encoding: Encoding::Bytes, ..UnpicklerOptions::default() };
+    let mut from_reader = Unpickler::from_reader(BufReader::with_capacity(8192, &data[..])).with_options(opts.clone());
+    let v = from_reader.load().unwrap();
+    let items = from_reader.view(v).as_slice().expect("a tuple").to_vec();
+    let view = |i: usize| from_reader.view(items[i]);
+    assert_eq!(view(0).as_str(), Some(text.as_str()));
+    assert_eq!(view(1).as_bytes(), Some(&bin[..]));
+    assert_eq!(view(2).as_bytes(), Some(&bin[..]));
+    let mut from_slice = Unpickler::from_slice(&data).with_options(opts);
+    let w = from_slice.load().unwrap();
+    assert!(from_slice.view(w).to_string() == from_reader.view(v).to_string());
+}

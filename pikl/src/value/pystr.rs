@@ -57,7 +57,7 @@ impl<'a> Repr<'a> {
             buf[..bytes.len()].copy_from_slice(bytes);
             Repr::Inline { len: bytes.len() as u8, buf }
         } else {
-            Repr::Owned(bytes.into())
+            Repr::Owned(crate::mem_advice::copy_populated(bytes).into_boxed_slice())
         }
     }
 
