@@ -274,6 +274,15 @@ fn dicts_with_repeated_key_shapes_keep_python_semantics() {
     assert_eq!(load_slice(data), "[{'a': 1, 'b': 2}, {'a': 3, 'b': 4}, {'a': 6}, {1: 1, 2: 2}, {1: 2}]");
     assert_eq!(load_stream(data, 1), load_slice(data));
 
+    // The shape comes from a dict's keys when the next dict has them: here the first dict
+    // gains a key (SETITEM) before the next one, and later dicts repeat a key or reorder them.
+    let data = b"\x80\x02]q\x00(}q\x01(X\x01\x00\x00\x00aq\x02K\x01X\x01\x00\x00\x00bq\x03K\x02uh\x01X\x01\x00\x00\x00cq\x04K\x03s}q\x05(h\x02K\x07h\x03K\x08u}q\x06(h\x02K\x09h\x03K\x0au}q\x07(h\x02K\x0bh\x02K\x0cu}(h\x03K\x01h\x02K\x02ue.";
+    assert_eq!(
+        load_slice(data),
+        "[{'a': 1, 'b': 2, 'c': 3}, {'a': 1, 'b': 2, 'c': 3}, {'a': 7, 'b': 8}, {'a': 9, 'b': 10}, {'a': 12}, {'b': 1, 'a': 2}]"
+    );
+    assert_eq!(load_stream(data, 1), load_slice(data));
+
     // Three 20-key dicts (past the linear-scan size), then `d[5] = 99` on the last one.
     let mut wide = b"\x80\x02]q\x00(".to_vec();
     for memo in 1..=3u8 {

@@ -256,6 +256,10 @@ const SHAPE_MAX: usize = 64;
 pub(crate) struct KeyShape {
     keys: Vec<Value>,
     hashes: Vec<u64>,
+    /// The last dict filled from empty, not yet copied to `keys`: its keys are copied when the
+    /// next dict filled from empty has them too. (Copying them at once cost a pickle of one
+    /// dict, bm_pickle's DICT, 4% of its load.)
+    source: Option<super::ObjId>,
 }
 
 /// Same int, or same object.
@@ -273,31 +277,51 @@ impl KeyShape {
     pub(crate) fn clear(&mut self) {
         self.keys.clear();
         self.hashes.clear();
+        self.source = None;
     }
 
+    /// True when the keys of `pairs` are the shape's; the first time, the source dict's keys
+    /// (if they qualify) become the shape.
     #[inline]
-    fn matches(&self, pairs: &[Value]) -> bool {
+    fn matches(&mut self, graph: &Graph, pairs: &[Value]) -> bool {
+        if self.keys.is_empty() {
+            return self.adopt_source(graph, pairs);
+        }
         self.keys.len() * 2 == pairs.len()
-            && !self.keys.is_empty()
             && self.keys.iter().zip(pairs.chunks_exact(2)).all(|(&a, p)| same_key(a, p[0]))
     }
 
-    /// Remembers the keys of `dict`, just filled from empty with `pairs`, if they qualify.
-    fn learn(&mut self, graph: &Graph, dict: &Dict, pairs: &[Value]) {
-        let n = pairs.len() / 2;
-        if n == 0 || n > SHAPE_MAX || dict.len() != n {
-            return;
-        }
+    /// The keys of the source dict (distinct, as a dict's are) become the shape if they are
+    /// those of `pairs`, in order, and all ints or strs.
+    #[cold]
+    fn adopt_source(&mut self, graph: &Graph, pairs: &[Value]) -> bool {
+        let Some(super::Object::Dict(d)) = self.source.map(|id| graph.get(id)) else { return false };
+        let entries = d.entries();
         let qualifies = |k: Value| match k {
             Value::Int(_) => true,
             Value::Obj(id) => matches!(graph.get(id), super::Object::Str(_)),
             _ => false,
         };
-        if !pairs.chunks_exact(2).all(|p| qualifies(p[0])) {
+        if entries.is_empty()
+            || entries.len() > SHAPE_MAX
+            || entries.len() * 2 != pairs.len()
+            || !entries.iter().zip(pairs.chunks_exact(2)).all(|(&(k, _), p)| same_key(k, p[0]))
+            || !entries.iter().all(|&(k, _)| qualifies(k))
+        {
+            return false;
+        }
+        self.keys.extend(entries.iter().map(|&(k, _)| k));
+        true
+    }
+
+    /// Makes `dict`, just filled from empty with `pairs`, the source of the next shape.
+    fn learn(&mut self, dict: super::ObjId, pairs: &[Value]) {
+        let n = pairs.len() / 2;
+        if n == 0 || n > SHAPE_MAX {
             return;
         }
         self.clear();
-        self.keys.extend(pairs.chunks_exact(2).map(|p| p[0]));
+        self.source = Some(dict);
     }
 }
 
@@ -320,7 +344,7 @@ impl Graph<'_> {
             super::Object::Dict(d) => d.is_empty(),
             other => panic!("dict_set_pairs on a {}", other.type_name()),
         };
-        if was_empty && shape.matches(pairs) {
+        if was_empty && shape.matches(self, pairs) {
             if shape.keys.len() > LINEAR_MAX && shape.hashes.is_empty() {
                 // Hashed once, when the shape first repeats.
                 shape.hashes.extend(shape.keys.iter().map(|&k| self.hash(k).unwrap_or(0)));
@@ -333,9 +357,7 @@ impl Graph<'_> {
         }
         self.dict_set_slice(dict, pairs)?;
         if was_empty {
-            if let super::Object::Dict(d) = self.get(dict) {
-                shape.learn(self, d, pairs);
-            }
+            shape.learn(dict, pairs);
         }
         Ok(())
     }
