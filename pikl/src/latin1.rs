@@ -195,4 +195,33 @@ mod tests {
         assert_eq!(encode(b"\xed\xa0\x80"), None); // a lone surrogate
         assert_eq!(encode("\u{ff}".as_bytes()).as_deref(), Some(&[0xFFu8][..]));
     }
+
+    /// Bytes that are not UTF-8 (lead bytes with no continuation, stray continuations) give
+    /// some output, one byte for each byte that is not a continuation byte, and never a write
+    /// past the buffer. (Run under Miri with `-C target-feature=+ssse3` to check the SIMD
+    /// path's stores.)
+    #[test]
+    fn invalid_utf8_stays_inside_its_buffer() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for len in (0..200).chain([1000, 4099]) {
+            for lead_share in [0u64, 3, 8] {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        if seed % 8 < lead_share {
+                            0xC2 + (seed >> 40) as u8 % 2
+                        } else {
+                            (seed >> 32) as u8 % 0xC4
+                        }
+                    })
+                    .collect();
+                let kept = bytes.iter().filter(|&&c| c & 0xC0 != 0x80).count();
+                let out = encode(&bytes).expect("no byte of C4 or more");
+                assert_eq!(out.len(), kept, "length {len}");
+            }
+        }
+        assert_eq!(encode(&[0xC2; 100]).expect("no byte of C4 or more").len(), 100);
+    }
 }
