@@ -175,9 +175,10 @@ impl<W: Write> FrameWriter<W> {
 
     /// Writes the leading items of `items` that `enc` encodes, each as if saved alone (a
     /// boundary before each), and returns how many it wrote. `enc` encodes a prefix of the
-    /// items it is given, each in at most `MAX` bytes, into a [`Scratch`] (from its start; it
-    /// may scribble up to [`RUN_WINDOW`] bytes past what it reports), and returns how many items
-    /// and bytes. Given fewer items than it may, it encodes all of them unless it meets one it
+    /// items it is given, each in at most `MAX` bytes, into a [`Scratch`] (with [`put_16`],
+    /// each item right after the one before, from the start: every byte below the length it
+    /// reports is written; it may scribble up to [`RUN_WINDOW`] bytes past that), and returns
+    /// how many items and bytes. Given fewer items than it may, it encodes all of them unless it meets one it
     /// does not take; `write_run` stops there, or early near a frame's end: the caller saves
     /// the next item alone and calls again.
     ///
@@ -215,8 +216,9 @@ impl<W: Write> FrameWriter<W> {
             }
             let (n, len) = enc(&items[done..done + k], &mut Scratch(&mut self.buf.spare_capacity_mut()[..room]));
             debug_assert!(len <= k * MAX);
-            // SAFETY: `enc` wrote the `len` bytes it reports (at most `k * MAX`, within the
-            // `room` reserved) after the buffer's end.
+            // SAFETY: `enc` wrote every one of the `len` bytes it reports (its contract: each
+            // item with `put_16` at the end of the ones before, from the start), at most
+            // `k * MAX`, within the `room` reserved after the buffer's end.
             unsafe { self.buf.set_len(self.buf.len() + len.min(k * MAX)) };
             done += n;
             if n < k || done == items.len() {
