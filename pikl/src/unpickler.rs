@@ -955,9 +955,17 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             ("_codecs", "encode") => "encode",
             _ => return Ok(None),
         };
-        let args: Vec<Value> = self.tuple_items(args).expect("checked tuple").to_vec();
+        // Every form below takes at most two arguments: copied out of the graph (which the
+        // arms add to) onto the stack rather than into a new `Vec`.
+        let items = self.tuple_items(args).expect("checked tuple");
+        if items.len() > 2 {
+            return Ok(None);
+        }
+        let mut arg_buf = [Value::None; 2];
+        arg_buf[..items.len()].copy_from_slice(items);
+        let args = &arg_buf[..items.len()];
         let g = &self.graph;
-        let obj = match (which, args.as_slice()) {
+        let obj = match (which, args) {
             ("set" | "frozenset", []) => Vec::new(),
             ("set" | "frozenset", [items]) => match g.object(*items) {
                 Some(Object::List(v) | Object::Tuple(v)) => v.clone(),
