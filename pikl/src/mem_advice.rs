@@ -86,8 +86,10 @@ fn grow_advised(v: &mut Vec<u8>, additional: usize) {
 /// Below this many bytes a range is left to fault page by page.
 const POPULATE_MIN_BYTES: usize = 256 << 10;
 
-/// Maps the whole pages inside the spare capacity of `v`, up to `len` bytes past its end.
+/// Maps the whole pages inside the spare capacity of `v`, up to `len` bytes past its end
+/// (nothing below [`POPULATE_MIN_BYTES`]).
 #[cfg(target_os = "linux")]
+#[inline]
 pub(crate) fn populate_spare(v: &mut Vec<u8>, len: usize) {
     const PAGE: usize = 4096;
     const MADV_POPULATE_WRITE: i32 = 23;
@@ -111,6 +113,7 @@ pub(crate) fn populate_spare(v: &mut Vec<u8>, len: usize) {
 
 /// Nothing to do on this platform.
 #[cfg(not(target_os = "linux"))]
+#[inline]
 pub(crate) fn populate_spare(_v: &mut Vec<u8>, _len: usize) {}
 
 /// A copy of `bytes` in a fresh buffer whose pages, when there are many, are mapped in one
@@ -120,9 +123,7 @@ pub(crate) fn populate_spare(_v: &mut Vec<u8>, _len: usize) {}
 #[inline]
 pub(crate) fn copy_populated(bytes: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(bytes.len());
-    if bytes.len() >= POPULATE_MIN_BYTES {
-        populate_spare(&mut v, bytes.len());
-    }
+    populate_spare(&mut v, bytes.len());
     v.extend_from_slice(bytes);
     v
 }
