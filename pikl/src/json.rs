@@ -52,7 +52,7 @@ pub use serde_json;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::value::{
-    format_float, push_code_point, Construct, Global, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Value,
+    format_float, push_code_point, Construct, Global, Graph, Instance, Items, ObjId, Object, PickleBuffer, PyStr, Value,
 };
 
 /// Strs, bytes and big ints whose payload is at most this many bytes are written by value
@@ -914,13 +914,13 @@ impl Decoder {
                 DecTask::EndPair => self.pop_frame(frames),
                 DecTask::EndList { obj, n } => {
                     let items = vals.split_off(vals.len() - n);
-                    *self.graph.get_mut(obj) = Object::List(items);
+                    *self.graph.get_mut(obj) = Object::List(items.into());
                     self.pop_frame(frames);
                     vals.push(Value::Obj(obj));
                 }
                 DecTask::EndTuple { obj, n } => {
                     let items = vals.split_off(vals.len() - n);
-                    *self.graph.get_mut(obj) = Object::Tuple(items);
+                    *self.graph.get_mut(obj) = Object::Tuple(items.into());
                     self.pop_frame(frames);
                     vals.push(Value::Obj(obj));
                 }
@@ -1053,7 +1053,7 @@ impl Decoder {
             Json::Number(n) => number_value(&mut self.graph, n),
             Json::String(s) => self.graph.str(s.clone()),
             Json::Array(items) => {
-                let obj = self.open(frames, seg, None, Object::List(Vec::new()), true)?;
+                let obj = self.open(frames, seg, None, Object::List(Items::new()), true)?;
                 push_items(tasks, DecTask::EndList { obj, n: items.len() }, None, items);
                 return Ok(());
             }
@@ -1136,13 +1136,13 @@ impl Decoder {
             }
             "$list" => {
                 let items = array(frames)?;
-                let obj = self.open(frames, seg, id, Object::List(Vec::new()), true)?;
+                let obj = self.open(frames, seg, id, Object::List(Items::new()), true)?;
                 push_items(tasks, DecTask::EndList { obj, n: items.len() }, Some(tag), items);
                 return Ok(());
             }
             "$tuple" => {
                 let items = array(frames)?;
-                let obj = self.open(frames, seg, id, Object::Tuple(Vec::new()), false)?;
+                let obj = self.open(frames, seg, id, Object::Tuple(Items::new()), false)?;
                 push_items(tasks, DecTask::EndTuple { obj, n: items.len() }, Some(tag), items);
                 return Ok(());
             }

@@ -75,7 +75,9 @@ pub use unpickler::{FindClass, PersistentLoad, Unpickler, UnpicklerOptions, HIGH
 pub use error::{Category, Error, Result};
 #[cfg(feature = "serde")]
 pub use serde::{from_reader, from_slice, to_vec, to_writer};
-pub use value::{Construct, Dict, Global, Graph, Instance, ObjId, Object, PickleBuffer, PyStr, Set, Value, ValueRef};
+pub use value::{
+    Construct, Dict, Global, Graph, Instance, Items, ObjId, Object, PickleBuffer, PyStr, Set, Value, ValueRef,
+};
 
 use std::io::BufRead;
 

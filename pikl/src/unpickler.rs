@@ -24,7 +24,9 @@ use crate::opcodes::Opcode;
 use crate::ops::{self, read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
 use crate::read::{Bytes, IoRead, Read, SliceRead};
 use crate::text::{self, FloatError, ParsedInt};
-use crate::value::{Construct, Global, Graph, Instance, KeyShape, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
+use crate::value::{
+    Construct, Global, Graph, Instance, Items, KeyShape, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef,
+};
 
 /// The highest protocol this crate reads and writes.
 pub const HIGHEST_PROTOCOL: u8 = 5;
@@ -652,7 +654,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     }
 
     /// The stack's items from `start` on, taken off it into a buffer of their own.
-    fn take_items(&mut self, start: usize) -> Vec<Value> {
+    fn take_items(&mut self, start: usize) -> Items {
         let items = self.graph.values_from(&self.stack[start..]);
         self.stack.truncate(start);
         items
@@ -921,7 +923,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         if kwargs != Value::None && g.view(kwargs).as_dict().is_none() {
             return None;
         }
-        let new_args = self.add(Object::Tuple(rest));
+        let new_args = self.add(Object::Tuple(rest.into()));
         let kwargs = if kwargs == Value::None { self.add(Object::Dict(Default::default())) } else { kwargs };
         Some(self.add(Object::Instance(Box::new(Instance::new(cls, Construct::NewObjEx, new_args, Some(kwargs))))))
     }
@@ -943,7 +945,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         };
         let mut items = items.to_vec();
         items[0] = self.new_bytes_copied(Cow::Owned(data));
-        self.add(Object::Tuple(items))
+        self.add(Object::Tuple(items.into()))
     }
 
     fn reduce_native(&mut self, callable: Value, args: Value) -> Result<Option<Value>> {
@@ -968,7 +970,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
         let obj = match (which, args) {
             ("set" | "frozenset", []) => Vec::new(),
             ("set" | "frozenset", [items]) => match g.object(*items) {
-                Some(Object::List(v) | Object::Tuple(v)) => v.clone(),
+                Some(Object::List(v) | Object::Tuple(v)) => v.to_vec(),
                 Some(Object::Set(s) | Object::FrozenSet(s)) => s.items().to_vec(),
                 _ => return Ok(None),
             },
@@ -1168,7 +1170,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
     fn intern_state_keys(&mut self, state: Value) {
         let dicts: Vec<Value> = match self.graph.object(state) {
             Some(Object::Dict(_)) => vec![state],
-            Some(Object::Tuple(parts)) if parts.len() == 2 => parts.clone(),
+            Some(Object::Tuple(parts)) if parts.len() == 2 => parts.to_vec(),
             _ => return,
         };
         for d in dicts {
@@ -1327,7 +1329,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
             NewFalse => self.push(Value::Bool(false)),
             Mark => self.mark()?,
             EmptyList => {
-                let v = self.add(Object::List(Vec::new()));
+                let v = self.add(Object::List(Items::new()));
                 self.push(v);
             }
             EmptyDict => {
@@ -1470,7 +1472,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 }
             }
             EmptyTuple => {
-                let v = self.add(Object::Tuple(Vec::new()));
+                let v = self.add(Object::Tuple(Items::new()));
                 self.push(v);
             }
             Tuple => {
@@ -1562,7 +1564,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 let v = if op == Inst {
                     let start = self.pop_mark()?;
                     let items = self.stack.split_off(start);
-                    let args = self.add(Object::Tuple(items));
+                    let args = self.add(Object::Tuple(items.into()));
                     self.instantiate(class, Construct::Inst, args)?
                 } else {
                     class
@@ -1592,7 +1594,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                     return Err(underflow_msg(!self.marks.is_empty()));
                 }
                 let class = items.remove(0);
-                let args = self.add(Object::Tuple(items));
+                let args = self.add(Object::Tuple(items.into()));
                 let v = self.instantiate(class, Construct::Obj, args)?;
                 self.push(v);
             }

@@ -9,7 +9,7 @@
 use super::{decode_long, Memo, Unpickler};
 use crate::read::{Bytes, Read};
 use crate::text::{self, ParsedInt};
-use crate::value::{pystr, ObjId, Object, PyStr, Value};
+use crate::value::{pystr, Items, ObjId, Object, PyStr, Value};
 
 /// Opcode bytes run here.
 mod op {
@@ -232,9 +232,9 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                             break;
                         }
                         let id = graph.add_built(|| match b {
-                            op::EMPTY_LIST => Object::List(Vec::new()),
+                            op::EMPTY_LIST => Object::List(Items::new()),
                             op::EMPTY_DICT => Object::Dict(Default::default()),
-                            op::EMPTY_TUPLE => Object::Tuple(Vec::new()),
+                            op::EMPTY_TUPLE => Object::Tuple(Items::new()),
                             _ => Object::Set(Default::default()),
                         });
                         stack.push(Value::Obj(id));

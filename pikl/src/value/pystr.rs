@@ -190,6 +190,12 @@ impl<'a> PyStr<'a> {
         self.as_bytes().is_empty()
     }
 
+    /// True when dropping this frees a buffer.
+    #[inline(always)]
+    pub(crate) fn holds_memory(&self) -> bool {
+        matches!(self.repr, Repr::Owned(_))
+    }
+
     /// The code points, in order.
     pub fn code_points(&self) -> CodePoints<'_> {
         CodePoints { bytes: self.as_bytes(), pos: 0 }
