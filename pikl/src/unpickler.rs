@@ -24,9 +24,7 @@ use crate::opcodes::Opcode;
 use crate::ops::{self, read_f64, read_i32, read_len, read_opcode, read_u16, read_u32, read_u64};
 use crate::read::{Bytes, IoRead, Read, SliceRead};
 use crate::text::{self, FloatError, ParsedInt};
-use crate::value::{
-    Construct, Global, Graph, Instance, Items, KeyShape, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef,
-};
+use crate::value::{Construct, Graph, Instance, Items, KeyShape, ObjId, Object, PickleBuffer, PyStr, Value, ValueRef};
 
 /// The highest protocol this crate reads and writes.
 pub const HIGHEST_PROTOCOL: u8 = 5;
@@ -764,11 +762,7 @@ impl<'de, R: Read<'de>> Unpickler<'de, R> {
                 && self.graph.view(Value::Obj(s)).as_str() == Some(module)
                 && self.first_module_str(module, s) != s
         });
-        let g = match second_str {
-            Some(s) => Global::with_module_str(module.to_owned(), name.to_owned(), Value::Obj(s)),
-            None => Global::new(module.to_owned(), name.to_owned()),
-        };
-        let v = self.add(Object::Global(Box::new(g)));
+        let v = self.graph.add_global(module, name, second_str.map(Value::Obj));
         self.interned.globals.insert_unique(h, (h, v.obj_id().expect("object")), |e| e.0);
         Ok(v)
     }

@@ -387,3 +387,29 @@ fn reconstructor_of_a_non_class_is_not_written_as_newobj() {
         assert!(pikl::dumps(&loaded.graph, loaded.root, Some(p)).is_ok(), "protocol {p} writes it");
     }
 }
+
+/// A load reuses the globals of the thread's last dropped graph (the pool keeps them): one
+/// load's module strs must not reach the next. In CPython's pickle `array.array` carries a
+/// second `'array'` str; in pikl's of a graph built by hand both globals share one. Loaded one
+/// after the other, each is written back as it was.
+#[test]
+fn reused_globals_do_not_keep_another_loads_strs() {
+    let script = "import array, pickle, sys\n\
+                  print(pickle.dumps([array.array('i', [1, 2]), array.array('d')], 4).hex())\n";
+    let out = Command::new("python3").args(["-c", script]).output().expect("python3 is required");
+    assert!(out.status.success(), "python3: {}", String::from_utf8_lossy(&out.stderr));
+    let hex = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let cpython: Vec<u8> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
+    let mut g = Graph::new();
+    let items = vec![g.global("array", "_array_reconstructor"), g.global("array", "array")];
+    let v = g.list(items);
+    let by_hand = pikl::dumps(&g, v, Some(4)).expect("dumps");
+    let redump = |data: &[u8]| {
+        let loaded = pikl::loads(data).expect("loads");
+        pikl::dumps(&loaded.graph, loaded.root, Some(4)).expect("dumps")
+    };
+    for (data, what) in [(&cpython, "CPython's"), (&by_hand, "pikl's"), (&cpython, "CPython's"), (&by_hand, "pikl's")] {
+        assert!(redump(data) == *data, "{what} pickle written back differs");
+    }
+}

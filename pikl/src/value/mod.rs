@@ -177,11 +177,6 @@ impl Global {
         Global { module, name, module_str: None }
     }
 
-    /// A global STACK_GLOBAL made from the str object `module_str`.
-    pub(crate) fn with_module_str(module: String, name: String, module_str: Value) -> Self {
-        Global { module, name, module_str: Some(module_str) }
-    }
-
     /// The str object the module name was loaded from, if any.
     pub(crate) fn module_str(&self) -> Option<ObjId> {
         self.module_str.and_then(Value::obj_id)
@@ -365,6 +360,11 @@ impl Drop for Graph<'_> {
                     }
                     Some(Object::Dict(d)) => pool.put_pairs(d.take_entries()),
                     Some(Object::Set(s) | Object::FrozenSet(s)) => pool.put_values(s.take_items()),
+                    Some(obj @ Object::Global(_)) => {
+                        if let Object::Global(g) = std::mem::replace(obj, Object::Extension(0)) {
+                            pool.put_global(g);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -488,6 +488,25 @@ impl<'a> Graph<'a> {
         }
         items.extend_from_slice(stack);
         Items::from(items)
+    }
+
+    /// Adds the global `module.name` (with the str object STACK_GLOBAL took the module name
+    /// from, if the writer is to keep it: see [`Global`]),
+    /// reusing one of an earlier load's with that name if the pool kept it.
+    pub(crate) fn add_global(&mut self, module: &str, name: &str, module_str: Option<Value>) -> Value {
+        let kept = self.pool.0.as_mut().and_then(|pool| pool.take_global(module, name));
+        let g = match kept {
+            Some(mut g) => {
+                g.module_str = module_str;
+                g
+            }
+            None => Box::new(Global { module: module.to_owned(), name: name.to_owned(), module_str }),
+        };
+        let v = self.add(Object::Global(g));
+        if let Some(id) = v.obj_id() {
+            self.note_owner(id);
+        }
+        v
     }
 
     /// CPython's shared one-byte bytes object for `b` (as `_codecs.encode` returns it).

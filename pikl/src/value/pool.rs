@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use super::{ObjId, Value};
+use super::{Global, ObjId, Value};
 
 /// Largest buffer capacity (in items) kept.
 const MAX_ITEMS: usize = 32;
@@ -114,9 +114,17 @@ pub(crate) struct Pool {
     pairs: Classes<(Value, Value)>,
     bytes: usize,
     /// The containers of the graph holding this pool that took buffers from it, or new ones
-    /// (the first [`OWNERS_MAX`]).
+    /// (the first [`OWNERS_MAX`]), and its globals.
     pub(super) owners: Vec<ObjId>,
+    /// Globals of dropped graphs, for the next load's: most small pickles name the same
+    /// classes (a `datetime.date`, ...) in every load. Boxed as `Object::Global` holds them:
+    /// reusing the box saves its allocation too.
+    #[allow(clippy::vec_box)]
+    globals: Vec<Box<Global>>,
 }
+
+/// Most globals kept.
+const GLOBALS_MAX: usize = 16;
 
 // SAFETY: a pool owns its free buffers outright (nothing else points into them) and touches
 // them only through `&mut self`, so it may move to, and be dropped on, another thread, as the
@@ -152,6 +160,21 @@ impl Pool {
     #[inline(always)]
     pub(crate) fn take_pairs(&mut self, n: usize, dst: &mut Vec<(Value, Value)>) {
         self.bytes -= self.pairs.take_into(n, dst);
+    }
+
+    /// A kept global named `module.name`, if there is one.
+    #[inline]
+    pub(crate) fn take_global(&mut self, module: &str, name: &str) -> Option<Box<Global>> {
+        let i = self.globals.iter().rposition(|g| g.module == module && g.name == name)?;
+        Some(self.globals.swap_remove(i))
+    }
+
+    /// Keeps `g` for a later [`Pool::take_global`], if there is room.
+    #[inline]
+    pub(crate) fn put_global(&mut self, g: Box<Global>) {
+        if self.globals.len() < GLOBALS_MAX {
+            self.globals.push(g);
+        }
     }
 
     #[inline]
