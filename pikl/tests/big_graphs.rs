@@ -2,16 +2,18 @@
 //! tuple a buffer of its own and packs their items into shared chunks (python3 is required:
 //! these tests fail without it).
 //!
-//! * CPython writes 30k small lists and tuples (shared, nested, self-containing, grown one
-//!   APPEND at a time at protocols 0 and 1); pikl loads each from a slice and from a reader and
-//!   writes the same bytes back.
-//! * Lists in chunks can be grown, changed and taken out of their graph, and outlive it.
+//! * CPython writes 30k small lists, tuples and dicts (shared, nested, self-containing, grown
+//!   one APPEND or SETITEM at a time at protocols 0 and 1, dicts of up to 19 keys); pikl loads
+//!   each from a slice and from a reader and writes the same bytes back.
+//! * Lists and dicts in chunks can be grown, changed and taken out of their graph, and outlive
+//!   it.
 
 use std::process::{Command, Stdio};
 
 use pikl::{Object, Value};
 
-/// What CPython writes for the test structure at `protocol`.
+/// What CPython writes for the test structure at `protocol`, once loaded and written again (a
+/// pickle CPython writes back as it reads it).
 fn cpython_pickle(protocol: u8) -> Vec<u8> {
     let script = format!(
         r#"
@@ -31,10 +33,12 @@ for i in range(30000):
         l.append(l)
         out.append(l)
     elif k == 4:
-        out.append([(i,), [], (), [shared, shared]])
+        out.append([(i,), [], (), [shared, shared], {{"k": [i]}}, {{str(j): j for j in range(i % 20)}}])
     else:
         out.append(list(range(i % 40)))
-sys.stdout.buffer.write(pickle.dumps(out, protocol={protocol}))
+# Loaded and written again: one-character strs loaded are CPython's shared singletons.
+data = pickle.dumps(pickle.loads(pickle.dumps(out, protocol={protocol})), protocol={protocol})
+sys.stdout.buffer.write(data)
 "#
     );
     let child = Command::new("python3")
@@ -88,6 +92,11 @@ fn lists_in_chunks_grow_change_and_outlive_their_graph() {
     items.push(Value::Int(99));
     items.extend_from_slice(&[Value::None; 3]);
     assert_eq!(items.len(), 29993 % 40 + 4);
+    // Entry 29990 (29990 % 6 == 2): {'a': 29990, 'b': (29990, 'x')}; one more key, one changed.
+    let d = entry(&loaded, 29990);
+    let (a_key, c_key) = (loaded.graph.str("a"), loaded.graph.str("c"));
+    loaded.graph.dict_set(d, c_key, Value::Int(7)).expect("str keys hash");
+    loaded.graph.dict_set(d, a_key, Value::Int(-2)).expect("str keys hash");
     let taken = std::mem::replace(loaded.graph.get_mut(b), Object::Complex(0.0, 0.0));
     let neighbour = loaded.graph.get(entry(&loaded, 29983)).clone();
     let again = pikl::dumps(&loaded.graph, root, Some(5)).expect("dumps");
@@ -102,4 +111,9 @@ fn lists_in_chunks_grow_change_and_outlive_their_graph() {
     let changed = back.value().at(29993).expect("entry");
     assert_eq!(changed.at(0).and_then(|v| v.as_i64()), Some(-1));
     assert_eq!(changed.len(), Some(29993 % 40 + 4));
+    let d = back.value().at(29990).expect("entry");
+    let keys: Vec<&str> = d.items().filter_map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "c"]);
+    assert_eq!(d.get("a").and_then(|v| v.as_i64()), Some(-2));
+    assert_eq!(d.get("c").and_then(|v| v.as_i64()), Some(7));
 }

@@ -1,6 +1,7 @@
 //! Dicts and sets: insertion-ordered entries with a hash index for Python's key equality.
 
 use super::index::Index;
+use super::items::{Items, Slab};
 use super::{Graph, Value};
 
 /// Up to this many entries, lookups scan instead of hashing.
@@ -23,7 +24,7 @@ fn reserve_index(index: &mut Option<Box<Index>>, len: usize, n: usize) {
 /// A Python `dict`: entries in insertion order, keys unique under Python's equality.
 #[derive(Clone, Debug, Default)]
 pub struct Dict {
-    entries: Vec<(Value, Value)>,
+    entries: Items<(Value, Value)>,
     index: Option<Box<Index>>,
 }
 
@@ -84,20 +85,37 @@ impl Dict {
         self.entries[i].0 = key;
     }
 
-    /// The entries' buffer, emptied of them, leaving the dict empty (for the pool).
-    pub(crate) fn take_entries(&mut self) -> Vec<(Value, Value)> {
+    /// The entries' buffer of its own, emptied of them, leaving the dict empty (for the
+    /// pool); `None` for entries in a chunk.
+    pub(crate) fn take_entries(&mut self) -> Option<Vec<(Value, Value)>> {
         self.index = None;
-        std::mem::take(&mut self.entries)
+        self.entries.take_own_buffer().map(|mut v| {
+            v.clear();
+            v
+        })
     }
 
     /// True while the dict has no entry buffer.
     pub(crate) fn unallocated(&self) -> bool {
-        self.entries.capacity() == 0
+        self.entries.is_unallocated()
     }
 
-    /// The entries' buffer, for an unallocated dict to take one of the pool's.
-    pub(crate) fn entries_buffer(&mut self) -> &mut Vec<(Value, Value)> {
-        &mut self.entries
+    /// Moves entries in a buffer of their own into a run of `slab`'s, if they are few enough
+    /// to scan; returns the buffer, emptied.
+    pub(crate) fn move_to_slab(&mut self, slab: &mut Slab) -> Option<Vec<(Value, Value)>> {
+        if self.index.is_some() || self.entries.is_empty() {
+            return None;
+        }
+        let mut buf = self.entries.take_own_buffer()?;
+        self.entries = slab.copy(&buf);
+        buf.clear();
+        Some(buf)
+    }
+
+    /// Gives an unallocated dict `buf` (empty) for its entries.
+    pub(crate) fn set_buffer(&mut self, buf: Vec<(Value, Value)>) {
+        debug_assert!(self.entries.is_empty() && buf.is_empty());
+        self.entries = Items::from(buf);
     }
 
     pub(crate) fn reserve(&mut self, n: usize) {
@@ -107,11 +125,14 @@ impl Dict {
 
     /// Fills an empty dict with `pairs` (key, value, key, value, ...) whose keys are known to
     /// be distinct; `hashes` are the keys' hashes (needed above [`LINEAR_MAX`] keys).
-    fn fill_distinct(&mut self, pairs: &[Value], hashes: &[u64]) {
+    /// Without a buffer, the entries go into a run of `slab`'s if there is one.
+    fn fill_distinct(&mut self, pairs: &[Value], hashes: &[u64], slab: Option<&mut Slab>) {
         debug_assert!(self.entries.is_empty() && self.index.is_none());
         let n = pairs.len() / 2;
-        self.entries.reserve_exact(n);
-        self.entries.extend(pairs.chunks_exact(2).map(|p| (p[0], p[1])));
+        match slab {
+            Some(slab) if self.entries.is_unallocated() => self.entries = slab.pairs(pairs),
+            _ => self.entries.extend_pairs(pairs),
+        }
         if n > LINEAR_MAX {
             self.index = Some(build_index(hashes.iter().copied(), self.entries.capacity()));
         }
@@ -350,8 +371,10 @@ impl Graph<'_> {
                 shape.hashes.extend(shape.keys.iter().map(|&k| self.hash(k).unwrap_or(0)));
             }
             self.dict_buffer(dict, pairs.len() / 2);
-            if let super::Object::Dict(d) = self.get_mut(dict) {
-                d.fill_distinct(pairs, &shape.hashes);
+            // Without a pool (a big load), into a run of the slab's.
+            let slab = if self.pool.0.is_none() { Some(&mut self.slab) } else { None };
+            if let Some(super::Object::Dict(d)) = self.objects.get_mut(dict.index()) {
+                d.fill_distinct(pairs, &shape.hashes, slab);
             }
             return Ok(());
         }

@@ -331,6 +331,8 @@ pub struct Graph<'a> {
     pool: pool::PoolSlot,
     /// Chunks for the items of small lists and tuples, once the pool is gone (a big load).
     slab: items::Slab,
+    /// A buffer a big load's dicts fill before their entries move to the slab.
+    scratch_pairs: Vec<(Value, Value)>,
 }
 
 /// A graph of more objects than this frees them newest first.
@@ -358,7 +360,11 @@ impl Drop for Graph<'_> {
                             pool.put_values(buf);
                         }
                     }
-                    Some(Object::Dict(d)) => pool.put_pairs(d.take_entries()),
+                    Some(Object::Dict(d)) => {
+                        if let Some(buf) = d.take_entries() {
+                            pool.put_pairs(buf);
+                        }
+                    }
                     Some(Object::Set(s) | Object::FrozenSet(s)) => pool.put_values(s.take_items()),
                     Some(obj @ Object::Global(_)) => {
                         if let Object::Global(g) = std::mem::replace(obj, Object::Extension(0)) {
@@ -406,7 +412,13 @@ fn drop_objects(objects: &mut Vec<Object<'_>>, newest_first: bool) {
 impl<'a> Graph<'a> {
     /// An empty graph.
     pub fn new() -> Self {
-        Graph { objects: Vec::new(), byte_singletons: Vec::new(), pool: Default::default(), slab: Default::default() }
+        Graph {
+            objects: Vec::new(),
+            byte_singletons: Vec::new(),
+            pool: Default::default(),
+            slab: Default::default(),
+            scratch_pairs: Vec::new(),
+        }
     }
 
     /// Takes the thread's free buffers for the load about to fill this graph.
@@ -470,7 +482,9 @@ impl<'a> Graph<'a> {
     pub(crate) fn dict_buffer(&mut self, dict: ObjId, n: usize) {
         if let (Some(pool), Some(Object::Dict(d))) = (&mut self.pool.0, self.objects.get_mut(dict.index())) {
             if d.unallocated() {
-                pool.take_pairs(n, d.entries_buffer());
+                let mut buf = Vec::new();
+                pool.take_pairs(n, &mut buf);
+                d.set_buffer(buf);
                 self.note_owner(dict);
             }
         }
@@ -620,6 +634,7 @@ impl<'a> Graph<'a> {
             byte_singletons: std::mem::take(&mut self.byte_singletons),
             pool: std::mem::take(&mut self.pool),
             slab: std::mem::take(&mut self.slab),
+            scratch_pairs: std::mem::take(&mut self.scratch_pairs),
         }
     }
 
@@ -709,9 +724,19 @@ impl<'a> Graph<'a> {
             other => panic!("dict_set_slice on a {}", other.type_name()),
         };
         let mut res = Ok(());
-        if let (true, Some(pool)) = (d.unallocated(), &mut self.pool.0) {
-            pool.take_pairs(pairs.len() / 2, d.entries_buffer());
-            self.note_owner(dict);
+        // A fresh dict of a big load (no pool) fills the graph's scratch buffer, then moves to
+        // a run of the slab's.
+        let mut to_slab = false;
+        if d.unallocated() {
+            let mut buf = Vec::new();
+            match &mut self.pool.0 {
+                Some(pool) => pool.take_pairs(pairs.len() / 2, &mut buf),
+                None => (buf, to_slab) = (std::mem::take(&mut self.scratch_pairs), true),
+            }
+            d.set_buffer(buf);
+            if !to_slab {
+                self.note_owner(dict);
+            }
         }
         d.reserve(pairs.len() / 2);
         let mut i = 0;
@@ -727,6 +752,11 @@ impl<'a> Graph<'a> {
                     res = Err(e);
                     break;
                 }
+            }
+        }
+        if to_slab {
+            if let Some(scratch) = d.move_to_slab(&mut self.slab) {
+                self.scratch_pairs = scratch;
             }
         }
         *self.get_mut(dict) = Object::Dict(d);
@@ -927,5 +957,51 @@ mod grow_tests {
         let mut w: Vec<u64> = Vec::with_capacity(n);
         grow_big(&mut w, 5 * n);
         assert!(w.capacity() >= 5 * n);
+    }
+}
+
+#[cfg(test)]
+mod slab_tests {
+    use super::*;
+
+    /// A graph without a pool (one not filled by a load) puts the items of small lists,
+    /// tuples and dicts in chunks: they read back, grow, clone and drop as their own buffers
+    /// would (this also runs under Miri).
+    #[test]
+    fn containers_in_chunks_read_grow_clone_and_drop() {
+        let mut g = Graph::new();
+        let mut shape = KeyShape::default();
+        let (k, j) = (g.str("k"), g.str("j"));
+        let mut roots = Vec::new();
+        for i in 0..300 {
+            let items = g.values_from(&[Value::Int(i), k]);
+            let t = g.add_container(|| Object::Tuple(items));
+            let l = g.add(Object::List(Items::new())).obj_id().expect("object");
+            assert!(g.list_extend(l, &[Value::Obj(t), Value::None]));
+            let d = g.add(Object::Dict(Dict::default())).obj_id().expect("object");
+            g.dict_set_pairs(d, &[k, Value::Int(i), j, Value::Obj(l)], &mut shape).expect("str keys");
+            roots.push(Value::Obj(d));
+        }
+        let Some(&Value::Obj(last)) = roots.last() else { panic!("a dict") };
+        let x = g.str("x");
+        g.dict_set(last, x, Value::Bool(true)).expect("str key");
+        let root = g.list(roots);
+        let copy = g.clone();
+        let check = |g: &Graph| {
+            let v = g.view(root);
+            assert_eq!(v.len(), Some(300));
+            for i in [0, 150, 299] {
+                let d = v.at(i).expect("entry");
+                assert_eq!(d.get("k").and_then(|v| v.as_i64()), Some(i as i64));
+                let t = d.get("j").and_then(|l| l.at(0)).expect("tuple");
+                assert_eq!(t.at(0).and_then(|v| v.as_i64()), Some(i as i64));
+                assert_eq!(t.at(1).and_then(|v| v.as_str()), Some("k"));
+            }
+            assert_eq!(v.at(299).and_then(|d| d.get("x")).and_then(|v| v.as_bool()), Some(true));
+            assert_eq!(v.at(298).and_then(|d| d.len()), Some(2));
+        };
+        check(&g);
+        drop(g);
+        check(&copy);
     }
 }

@@ -134,8 +134,9 @@ unsafe impl Send for Pool {}
 unsafe impl Sync for Pool {}
 
 /// Most containers a graph notes for the pool: a graph of more objects than that frees them
-/// newest first instead.
-const OWNERS_MAX: usize = super::REVERSE_DROP_MIN;
+/// newest first instead, and packs small lists and tuples into chunks. Under the fuzzer, 16:
+/// its inputs of a few KiB then reach the chunks too.
+const OWNERS_MAX: usize = if cfg!(fuzzing) { 16 } else { super::REVERSE_DROP_MIN };
 
 impl Pool {
     /// Notes that the container `id` holds a buffer to take back when its graph is dropped;
