@@ -2,8 +2,8 @@
 //! tuple a buffer of its own and packs their items into shared chunks (python3 is required:
 //! these tests fail without it).
 //!
-//! * CPython writes 30k small lists, tuples and dicts (shared, nested, self-containing, grown
-//!   one APPEND or SETITEM at a time at protocols 0 and 1, dicts of up to 19 keys); pikl loads
+//! * CPython writes 30k small lists, tuples, dicts and sets (shared, nested, self-containing,
+//!   grown one APPEND or SETITEM at a time at protocols 0 and 1, dicts of up to 19 keys); pikl loads
 //!   each from a slice and from a reader and writes the same bytes back.
 //! * Lists and dicts in chunks can be grown, changed and taken out of their graph, and outlive
 //!   it.
@@ -33,7 +33,8 @@ for i in range(30000):
         l.append(l)
         out.append(l)
     elif k == 4:
-        out.append([(i,), [], (), [shared, shared], {{"k": [i]}}, {{str(j): j for j in range(i % 20)}}])
+        out.append([(i,), [], (), [shared, shared], {{"k": [i]}}, {{str(j): j for j in range(i % 20)}},
+                    {{i % 97, i % 89, "s"}}, frozenset((i, "f"))])
     else:
         out.append(list(range(i % 40)))
 # Loaded and written again: one-character strs loaded are CPython's shared singletons.

@@ -333,6 +333,8 @@ pub struct Graph<'a> {
     slab: items::Slab,
     /// A buffer a big load's dicts fill before their entries move to the slab.
     scratch_pairs: Vec<(Value, Value)>,
+    /// The same for sets.
+    scratch_values: Vec<Value>,
 }
 
 /// A graph of more objects than this frees them newest first.
@@ -365,7 +367,11 @@ impl Drop for Graph<'_> {
                             pool.put_pairs(buf);
                         }
                     }
-                    Some(Object::Set(s) | Object::FrozenSet(s)) => pool.put_values(s.take_items()),
+                    Some(Object::Set(s) | Object::FrozenSet(s)) => {
+                        if let Some(buf) = s.take_items() {
+                            pool.put_values(buf);
+                        }
+                    }
                     Some(obj @ Object::Global(_)) => {
                         if let Object::Global(g) = std::mem::replace(obj, Object::Extension(0)) {
                             pool.put_global(g);
@@ -418,6 +424,7 @@ impl<'a> Graph<'a> {
             pool: Default::default(),
             slab: Default::default(),
             scratch_pairs: Vec::new(),
+            scratch_values: Vec::new(),
         }
     }
 
@@ -635,6 +642,7 @@ impl<'a> Graph<'a> {
             pool: std::mem::take(&mut self.pool),
             slab: std::mem::take(&mut self.slab),
             scratch_pairs: std::mem::take(&mut self.scratch_pairs),
+            scratch_values: std::mem::take(&mut self.scratch_values),
         }
     }
 
@@ -801,9 +809,18 @@ impl<'a> Graph<'a> {
         };
         let mut res = Ok(());
         let items = items.into_iter();
-        if let (true, Some(pool)) = (s.unallocated(), &mut self.pool.0) {
-            pool.take_values(items.size_hint().0, s.items_buffer());
-            self.note_owner(set);
+        // As in `dict_set_slice`: a fresh set of a big load fills the scratch buffer first.
+        let mut to_slab = false;
+        if s.unallocated() {
+            let mut buf = Vec::new();
+            match &mut self.pool.0 {
+                Some(pool) => pool.take_values(items.size_hint().0, &mut buf),
+                None => (buf, to_slab) = (std::mem::take(&mut self.scratch_values), true),
+            }
+            s.set_buffer(buf);
+            if !to_slab {
+                self.note_owner(set);
+            }
         }
         s.reserve(items.size_hint().0);
         for item in items {
@@ -813,6 +830,11 @@ impl<'a> Graph<'a> {
                     res = Err(e);
                     break;
                 }
+            }
+        }
+        if to_slab {
+            if let Some(scratch) = s.move_to_slab(&mut self.slab) {
+                self.scratch_values = scratch;
             }
         }
         *self.get_mut(set) = if frozen { Object::FrozenSet(s) } else { Object::Set(s) };
@@ -965,7 +987,7 @@ mod slab_tests {
     use super::*;
 
     /// A graph without a pool (one not filled by a load) puts the items of small lists,
-    /// tuples and dicts in chunks: they read back, grow, clone and drop as their own buffers
+    /// tuples, dicts and sets in chunks: they read back, grow, clone and drop as their own buffers
     /// would (this also runs under Miri).
     #[test]
     fn containers_in_chunks_read_grow_clone_and_drop() {
@@ -980,6 +1002,9 @@ mod slab_tests {
             assert!(g.list_extend(l, &[Value::Obj(t), Value::None]));
             let d = g.add(Object::Dict(Dict::default())).obj_id().expect("object");
             g.dict_set_pairs(d, &[k, Value::Int(i), j, Value::Obj(l)], &mut shape).expect("str keys");
+            let s = g.add(Object::Set(Set::default())).obj_id().expect("object");
+            g.set_add_all(s, [Value::Int(i), k, Value::Int(i)]).expect("hashable");
+            g.dict_set(d, Value::Int(-1), Value::Obj(s)).expect("int key");
             roots.push(Value::Obj(d));
         }
         let Some(&Value::Obj(last)) = roots.last() else { panic!("a dict") };
@@ -998,7 +1023,12 @@ mod slab_tests {
                 assert_eq!(t.at(1).and_then(|v| v.as_str()), Some("k"));
             }
             assert_eq!(v.at(299).and_then(|d| d.get("x")).and_then(|v| v.as_bool()), Some(true));
-            assert_eq!(v.at(298).and_then(|d| d.len()), Some(2));
+            assert_eq!(v.at(298).and_then(|d| d.len()), Some(3));
+            let set = v.at(7).and_then(|d| d.get_value(Value::Int(-1))).expect("set");
+            match set.object() {
+                Some(Object::Set(s)) => assert_eq!(s.items(), [Value::Int(7), k]),
+                other => panic!("a set: {other:?}"),
+            }
         };
         check(&g);
         drop(g);
