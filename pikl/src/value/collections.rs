@@ -391,7 +391,7 @@ impl Graph<'_> {
             }
             self.dict_buffer(dict, pairs.len() / 2);
             // Without a pool (a big load), into a run of the slab's.
-            let slab = if self.pool.0.is_none() { Some(&mut self.slab) } else { None };
+            let slab = if self.pool.0.is_none() { Some(super::slab(&mut self.slab)) } else { None };
             if let Some(super::Object::Dict(d)) = self.objects.get_mut(dict.index()) {
                 d.fill_distinct(pairs, &shape.hashes, slab);
             }

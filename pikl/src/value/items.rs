@@ -343,7 +343,8 @@ impl<'i, T: Copy> IntoIterator for &'i Items<T> {
     }
 }
 
-/// A graph's bump allocator for small item runs.
+/// A graph's bump allocator for small item runs, with the buffers dicts and sets fill before
+/// their items move to a run.
 #[derive(Default)]
 pub(crate) struct Slab {
     /// The chunk being filled.
@@ -352,6 +353,10 @@ pub(crate) struct Slab {
     cursor: usize,
     /// References of its count not yet handed to an [`Items`].
     unclaimed: usize,
+    /// A buffer a dict fills before its entries move to a run.
+    pub(crate) scratch_pairs: Vec<(Value, Value)>,
+    /// The same for sets.
+    pub(crate) scratch_values: Vec<Value>,
 }
 
 // SAFETY: the slab alone writes past the cursor of its chunk, and gives up its references

@@ -329,12 +329,9 @@ pub struct Graph<'a> {
     byte_singletons: Vec<(u8, ObjId)>,
     /// The thread's free buffers, while a load fills this graph (see [`pool`]).
     pool: pool::PoolSlot,
-    /// Chunks for the items of small lists and tuples, once the pool is gone (a big load).
-    slab: items::Slab,
-    /// A buffer a big load's dicts fill before their entries move to the slab.
-    scratch_pairs: Vec<(Value, Value)>,
-    /// The same for sets.
-    scratch_values: Vec<Value>,
+    /// Chunks for the items of small containers once the pool is gone (a big load); boxed
+    /// and made when first needed: inline, the graph's 72 more bytes slowed small loads.
+    slab: Option<Box<items::Slab>>,
 }
 
 /// A graph of more objects than this frees them newest first.
@@ -391,6 +388,12 @@ impl Drop for Graph<'_> {
     }
 }
 
+/// The graph's slab, made on first use.
+#[inline]
+fn slab(slab: &mut Option<Box<items::Slab>>) -> &mut items::Slab {
+    slab.get_or_insert_with(Default::default)
+}
+
 /// Drops the objects of `objects` in place (newest first if `newest_first`), leaving it empty.
 /// Only those holding memory go through `Object`'s drop: a call an object, not inlined, took 3
 /// times as long as the rest of dict.p5's drop.
@@ -418,14 +421,7 @@ fn drop_objects(objects: &mut Vec<Object<'_>>, newest_first: bool) {
 impl<'a> Graph<'a> {
     /// An empty graph.
     pub fn new() -> Self {
-        Graph {
-            objects: Vec::new(),
-            byte_singletons: Vec::new(),
-            pool: Default::default(),
-            slab: Default::default(),
-            scratch_pairs: Vec::new(),
-            scratch_values: Vec::new(),
-        }
+        Graph { objects: Vec::new(), byte_singletons: Vec::new(), pool: Default::default(), slab: None }
     }
 
     /// Takes the thread's free buffers for the load about to fill this graph.
@@ -441,7 +437,7 @@ impl<'a> Graph<'a> {
         let Object::List(list) = &mut self.objects[id.index()] else { return false };
         let fresh = list.is_unallocated();
         match (fresh, &mut self.pool.0) {
-            (true, None) => *list = self.slab.copy(items),
+            (true, None) => *list = slab(&mut self.slab).copy(items),
             (true, Some(pool)) => {
                 let mut v = Vec::new();
                 pool.take_values(items.len(), &mut v);
@@ -501,7 +497,7 @@ impl<'a> Graph<'a> {
     /// (one of the pool's if free) during a small load, in a run of the slab's otherwise.
     #[inline]
     pub(crate) fn values_from(&mut self, stack: &[Value]) -> Items {
-        let Some(pool) = &mut self.pool.0 else { return self.slab.copy(stack) };
+        let Some(pool) = &mut self.pool.0 else { return slab(&mut self.slab).copy(stack) };
         let mut items = Vec::new();
         pool.take_values(stack.len(), &mut items);
         if items.capacity() == 0 {
@@ -640,9 +636,7 @@ impl<'a> Graph<'a> {
             objects: std::mem::take(&mut self.objects).into_iter().map(Object::into_owned).collect(),
             byte_singletons: std::mem::take(&mut self.byte_singletons),
             pool: std::mem::take(&mut self.pool),
-            slab: std::mem::take(&mut self.slab),
-            scratch_pairs: std::mem::take(&mut self.scratch_pairs),
-            scratch_values: std::mem::take(&mut self.scratch_values),
+            slab: self.slab.take(),
         }
     }
 
@@ -739,7 +733,7 @@ impl<'a> Graph<'a> {
             let mut buf = Vec::new();
             match &mut self.pool.0 {
                 Some(pool) => pool.take_pairs(pairs.len() / 2, &mut buf),
-                None => (buf, to_slab) = (std::mem::take(&mut self.scratch_pairs), true),
+                None => (buf, to_slab) = (std::mem::take(&mut slab(&mut self.slab).scratch_pairs), true),
             }
             d.set_buffer(buf);
             if !to_slab {
@@ -763,8 +757,9 @@ impl<'a> Graph<'a> {
             }
         }
         if to_slab {
-            if let Some(scratch) = d.move_to_slab(&mut self.slab) {
-                self.scratch_pairs = scratch;
+            let slab = slab(&mut self.slab);
+            if let Some(scratch) = d.move_to_slab(slab) {
+                slab.scratch_pairs = scratch;
             }
         }
         *self.get_mut(dict) = Object::Dict(d);
@@ -815,7 +810,7 @@ impl<'a> Graph<'a> {
             let mut buf = Vec::new();
             match &mut self.pool.0 {
                 Some(pool) => pool.take_values(items.size_hint().0, &mut buf),
-                None => (buf, to_slab) = (std::mem::take(&mut self.scratch_values), true),
+                None => (buf, to_slab) = (std::mem::take(&mut slab(&mut self.slab).scratch_values), true),
             }
             s.set_buffer(buf);
             if !to_slab {
@@ -833,8 +828,9 @@ impl<'a> Graph<'a> {
             }
         }
         if to_slab {
-            if let Some(scratch) = s.move_to_slab(&mut self.slab) {
-                self.scratch_values = scratch;
+            let slab = slab(&mut self.slab);
+            if let Some(scratch) = s.move_to_slab(slab) {
+                slab.scratch_values = scratch;
             }
         }
         *self.get_mut(set) = if frozen { Object::FrozenSet(s) } else { Object::Set(s) };
