@@ -540,6 +540,21 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_one_chunk_drop_on_two_threads() {
+        let mut slab = Slab::default();
+        let mut here: Vec<Items> = (0..64).map(|i| slab.copy(&ints(i..i + 3))).collect();
+        let there = here.split_off(32);
+        let handle = std::thread::spawn(move || {
+            let sum: i64 = there.iter().map(|r| r.len() as i64).sum();
+            drop(there);
+            sum
+        });
+        drop(slab);
+        drop(here);
+        assert_eq!(handle.join().expect("thread"), 32 * 3);
+    }
+
+    #[test]
     fn owned_items_round_trip_through_vec() {
         let mut items = Items::from(ints(0..5));
         assert!(!items.is_unallocated());
