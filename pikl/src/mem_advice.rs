@@ -49,6 +49,30 @@ pub(crate) fn advise(ptr: *const u8, len: usize) {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn advise(_ptr: *const u8, _len: usize) {}
 
+/// As [`advise`], over every 4 KiB page the `len` bytes at `ptr` touch rather than the whole
+/// 2 MiB pages inside them. For a buffer glibc mapped on its own, that is the whole mapping,
+/// so the advice does not split it, and a later `realloc` can still move it with `mremap`
+/// instead of copying it (which also held both buffers at once).
+#[cfg(target_os = "linux")]
+pub(crate) fn advise_pages(ptr: *const u8, len: usize) {
+    const PAGE: usize = 4096;
+    const MADV_HUGEPAGE: i32 = 14;
+    if len < HUGE_MIN_BYTES {
+        return;
+    }
+    let start = (ptr as usize) & !(PAGE - 1);
+    let end = (ptr as usize + len).next_multiple_of(PAGE);
+    // SAFETY: as in `advise`: MADV_HUGEPAGE only sets a flag on the pages' mappings (pages a
+    // neighbouring allocation shares included) and never changes memory contents.
+    unsafe {
+        madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE);
+    }
+}
+
+/// No huge-page advice on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn advise_pages(_ptr: *const u8, _len: usize) {}
+
 /// Advises the buffer of `v` when its capacity has just grown past [`HUGE_MIN_BYTES`].
 #[inline]
 pub(crate) fn advise_vec<T>(v: &Vec<T>, old_capacity: usize) {
