@@ -85,14 +85,11 @@ impl Dict {
         self.entries[i].0 = key;
     }
 
-    /// The entries' buffer of its own, emptied of them, leaving the dict empty (for the
-    /// pool); `None` for entries in a chunk.
+    /// The entries' buffer of its own, for the pool, leaving the dict empty; `None` for
+    /// entries in a chunk.
     pub(crate) fn take_entries(&mut self) -> Option<Vec<(Value, Value)>> {
         self.index = None;
-        self.entries.take_own_buffer().map(|mut v| {
-            v.clear();
-            v
-        })
+        self.entries.take_own_buffer()
     }
 
     /// True while the dict has no entry buffer.
@@ -103,13 +100,10 @@ impl Dict {
     /// Moves entries in a buffer of their own into a run of `slab`'s, if they are few enough
     /// to scan; returns the buffer, emptied.
     pub(crate) fn move_to_slab(&mut self, slab: &mut Slab) -> Option<Vec<(Value, Value)>> {
-        if self.index.is_some() || self.entries.is_empty() {
+        if self.index.is_some() {
             return None;
         }
-        let mut buf = self.entries.take_own_buffer()?;
-        self.entries = slab.copy(&buf);
-        buf.clear();
-        Some(buf)
+        self.entries.move_to(slab)
     }
 
     /// Gives an unallocated dict `buf` (empty) for its entries.
@@ -226,14 +220,11 @@ impl Set {
         graph.hash(key).is_ok_and(|h| self.find(graph, graph, h, key).is_some())
     }
 
-    /// The items' buffer of its own, emptied of them, leaving the set empty (for the pool);
-    /// `None` for items in a chunk.
+    /// The items' buffer of its own, for the pool, leaving the set empty; `None` for items in
+    /// a chunk.
     pub(crate) fn take_items(&mut self) -> Option<Vec<Value>> {
         self.index = None;
-        self.items.take_own_buffer().map(|mut v| {
-            v.clear();
-            v
-        })
+        self.items.take_own_buffer()
     }
 
     /// True while the set has no item buffer.
@@ -250,13 +241,10 @@ impl Set {
     /// Moves items in a buffer of their own into a run of `slab`'s, if they are few enough to
     /// scan; returns the buffer, emptied.
     pub(crate) fn move_to_slab(&mut self, slab: &mut Slab) -> Option<Vec<Value>> {
-        if self.index.is_some() || self.items.is_empty() {
+        if self.index.is_some() {
             return None;
         }
-        let mut buf = self.items.take_own_buffer()?;
-        self.items = slab.copy(&buf);
-        buf.clear();
-        Some(buf)
+        self.items.move_to(slab)
     }
 
     pub(crate) fn reserve(&mut self, n: usize) {

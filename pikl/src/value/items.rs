@@ -192,6 +192,18 @@ impl<T: Copy> Items<T> {
         self.take_vec(0)
     }
 
+    /// Moves items in a buffer of their own into a run of `slab`'s; returns that buffer,
+    /// emptied, for reuse (`None` when there is nothing to move).
+    pub(crate) fn move_to(&mut self, slab: &mut Slab) -> Option<Vec<T>> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut buf = self.take_own_buffer()?;
+        *self = slab.copy(&buf);
+        buf.clear();
+        Some(buf)
+    }
+
     /// The buffer of its own, taken for reuse (leaving this empty); `None` for a chunk's run
     /// or no buffer.
     #[inline]
